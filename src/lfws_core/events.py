@@ -1,0 +1,203 @@
+"""Sync events: the unit of replication, and their Dart JSON form.
+
+An event records one change to one document of one repository. Its JSON form
+is the one the Dart ``local_first`` package writes (``_event_id``,
+``_operation``, ``_created_at``, ``_data``, ``_data_id``, ``serverSequence``);
+unknown fields are kept in :attr:`SyncEvent.extra` and written back, so events
+from newer peers survive a round trip through lfws.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TypeAlias
+
+from .errors import InvalidMessage
+
+__all__ = [
+    "JsonValue",
+    "Operation",
+    "SyncEvent",
+    "event_from_json",
+    "event_to_json",
+    "format_timestamp",
+    "parse_timestamp",
+]
+
+JsonValue: TypeAlias = (
+    "None | bool | int | float | str | list[JsonValue] | dict[str, JsonValue]"
+)
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# Dates outside what datetime can hold are rejected rather than clamped.
+_MAX_EPOCH_MS = int((datetime.max.replace(tzinfo=UTC) - _EPOCH).total_seconds() * 1000)
+_MIN_EPOCH_MS = int((datetime.min.replace(tzinfo=UTC) - _EPOCH).total_seconds() * 1000)
+
+
+class Operation(enum.IntEnum):
+    """What an event does to its document (the Dart ``SyncOperation``)."""
+
+    INSERT = 0
+    UPDATE = 1
+    DELETE = 2
+
+    @classmethod
+    def parse(cls, value: object) -> Operation:
+        """Read an operation from its wire form: an int or a name (any case).
+
+        Raises :class:`InvalidMessage` for anything else.
+        """
+        if isinstance(value, bool):
+            raise InvalidMessage("_operation must be 0, 1, 2 or an operation name")
+        if isinstance(value, int):
+            try:
+                return cls(value)
+            except ValueError:
+                raise InvalidMessage(f"unknown _operation {value}") from None
+        if isinstance(value, str):
+            try:
+                return cls[value.upper()]
+            except KeyError:
+                raise InvalidMessage(f"unknown _operation {value!r}") from None
+        raise InvalidMessage("_operation must be 0, 1, 2 or an operation name")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SyncEvent:
+    """One change to one document, as replicated between peers.
+
+    ``created_at`` is timezone-aware UTC. ``server_sequence`` is ``None``
+    until a server has stored the event. ``data`` is ``None`` for deletes.
+    """
+
+    event_id: str
+    operation: Operation
+    data_id: str
+    created_at: datetime
+    data: Mapping[str, JsonValue] | None = None
+    server_sequence: int | None = None
+    extra: Mapping[str, JsonValue] = field(default_factory=dict)
+
+    def with_sequence(self, server_sequence: int) -> SyncEvent:
+        """Return a copy of this event carrying ``server_sequence``."""
+        return SyncEvent(
+            event_id=self.event_id,
+            operation=self.operation,
+            data_id=self.data_id,
+            created_at=self.created_at,
+            data=self.data,
+            server_sequence=server_sequence,
+            extra=self.extra,
+        )
+
+
+def format_timestamp(value: datetime) -> str:
+    """Format a UTC instant as Dart's ``toUtc().toIso8601String()`` does.
+
+    Milliseconds are always written; microseconds only when not zero.
+    """
+    value = value.astimezone(UTC)
+    text = value.strftime("%Y-%m-%dT%H:%M:%S")
+    millis, micros = divmod(value.microsecond, 1000)
+    text += f".{millis:03d}"
+    if micros:
+        text += f"{micros:03d}"
+    return text + "Z"
+
+
+def parse_timestamp(value: object) -> datetime:
+    """Read ``_created_at``: ISO-8601 (a naive value is taken as UTC) or epoch ms.
+
+    Raises :class:`InvalidMessage` for anything else.
+    """
+    if isinstance(value, bool):
+        raise InvalidMessage("_created_at must be an ISO-8601 string or epoch milliseconds")
+    if isinstance(value, int | float):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise InvalidMessage("_created_at must be finite")
+        if not _MIN_EPOCH_MS <= value <= _MAX_EPOCH_MS:
+            raise InvalidMessage("_created_at is out of range")
+        return _EPOCH + timedelta(milliseconds=value)
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            raise InvalidMessage(f"_created_at is not ISO-8601: {value[:40]!r}") from None
+        if parsed.tzinfo is None:
+            return parsed.replace(tzinfo=UTC)
+        try:
+            return parsed.astimezone(UTC)
+        except OverflowError:
+            raise InvalidMessage("_created_at is out of range") from None
+    raise InvalidMessage("_created_at must be an ISO-8601 string or epoch milliseconds")
+
+
+_KNOWN_FIELDS = frozenset(
+    {"_event_id", "_operation", "_created_at", "_data", "_data_id", "serverSequence"}
+)
+
+
+def _required_string(obj: Mapping[str, object], key: str) -> str:
+    if key not in obj:
+        raise InvalidMessage(f"event is missing {key}")
+    value = obj[key]
+    if not isinstance(value, str):
+        raise InvalidMessage(f"event {key} must be a string")
+    if not value:
+        raise InvalidMessage(f"event {key} must not be empty")
+    return value
+
+
+def event_from_json(obj: object) -> SyncEvent:
+    """Build a :class:`SyncEvent` from its decoded JSON object.
+
+    Validates every field; raises :class:`InvalidMessage` with the reason.
+    """
+    if not isinstance(obj, dict):
+        raise InvalidMessage("an event must be a JSON object")
+    event_id = _required_string(obj, "_event_id")
+    data_id = _required_string(obj, "_data_id")
+    if "_operation" not in obj:
+        raise InvalidMessage("event is missing _operation")
+    operation = Operation.parse(obj["_operation"])
+    if "_created_at" not in obj:
+        raise InvalidMessage("event is missing _created_at")
+    created_at = parse_timestamp(obj["_created_at"])
+    data = obj.get("_data")
+    if data is not None and not isinstance(data, dict):
+        raise InvalidMessage("event _data must be an object or null")
+    if data is None and operation is not Operation.DELETE:
+        raise InvalidMessage(f"event _data is required for {operation.name.lower()}")
+    sequence = obj.get("serverSequence")
+    if sequence is not None and (
+        isinstance(sequence, bool) or not isinstance(sequence, int) or sequence < 1
+    ):
+        raise InvalidMessage("event serverSequence must be a positive integer")
+    extra = {k: v for k, v in obj.items() if k not in _KNOWN_FIELDS}
+    return SyncEvent(
+        event_id=event_id,
+        operation=operation,
+        data_id=data_id,
+        created_at=created_at,
+        data=data,
+        server_sequence=sequence,
+        extra=extra,
+    )
+
+
+def event_to_json(event: SyncEvent) -> dict[str, JsonValue]:
+    """Return the Dart JSON object of ``event`` (operation as its integer)."""
+    obj: dict[str, JsonValue] = dict(event.extra)
+    obj["_event_id"] = event.event_id
+    obj["_operation"] = int(event.operation)
+    obj["_created_at"] = format_timestamp(event.created_at)
+    obj["_data_id"] = event.data_id
+    if event.data is not None:
+        obj["_data"] = dict(event.data)
+    if event.server_sequence is not None:
+        obj["serverSequence"] = event.server_sequence
+    return obj
