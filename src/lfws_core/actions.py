@@ -39,6 +39,7 @@ __all__ = [
     "ServerErrorReported",
     "StoreEvents",
     "SyncCompleted",
+    "SyncFiltersNeeded",
     "CloseTransport",
 ]
 
@@ -198,6 +199,17 @@ class CredentialsNeeded:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class SyncFiltersNeeded:
+    """Build the catch-up filters for ``repositories`` (``on_build_sync_filter``).
+
+    Answer with ``sync_filters_built({repository: fields or None}, now)``;
+    ``None`` or an empty mapping means "use the session's own cursor".
+    """
+
+    repositories: tuple[str, ...]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class ServerErrorReported:
     """The server sent ``error`` outside authentication (not fatal)."""
 
@@ -215,6 +227,7 @@ ClientAction: TypeAlias = (
     | MarkSynced
     | PushFailed
     | CredentialsNeeded
+    | SyncFiltersNeeded
     | ServerErrorReported
     | ProtocolErrorReported
 )
