@@ -25,7 +25,7 @@ class CloseCode(enum.IntEnum):
     INVALID_PAYLOAD = 1007
     """Text that is not valid UTF-8."""
     POLICY_VIOLATION = 1008
-    """Authentication refused, or a message before authentication."""
+    """Authentication refused or not done in time, or too many messages before it."""
     MESSAGE_TOO_BIG = 1009
     """A message over the size limit (after reassembly or inflation)."""
     INTERNAL_ERROR = 1011
