@@ -1,0 +1,258 @@
+"""The embedded event log: one SQLite file in WAL mode, the server's default store."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sqlite3
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any, Literal
+
+from lfws_core.errors import LocalProtocolError
+from lfws_core.events import JsonValue, SyncEvent, event_from_json, event_to_json, format_timestamp
+
+from .event_log import IncompatibleSchema, StoreClosed, StoreError, StoreResult, check_fetch_limit
+
+__all__ = ["SCHEMA_VERSION", "SqliteEventLog"]
+
+SCHEMA_VERSION = 1
+"""The ``PRAGMA user_version`` of the files this lfws writes."""
+
+_logger = logging.getLogger("lfws.store.sqlite")
+
+_fast_dumps: Callable[[Any], bytes] | None
+try:
+    import orjson
+
+    _fast_dumps = orjson.dumps
+except ImportError:  # pragma: no cover - orjson is the optional "fast" extra
+    _fast_dumps = None
+
+# SQLite integers are signed 64-bit; a cursor from the wire may be larger.
+_MAX_INTEGER = 2**63 - 1
+
+_SCHEMA = (
+    # The primary key is the index that serves fetch by (repository, sequence).
+    """
+    CREATE TABLE events (
+        repository TEXT NOT NULL,
+        sequence INTEGER NOT NULL,
+        event_id TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        PRIMARY KEY (repository, sequence),
+        UNIQUE (repository, event_id)
+    )
+    """,
+    # One counter row per repository: the next sequence is a point lookup and,
+    # because sequences have no gaps, last_sequence is also the event count.
+    """
+    CREATE TABLE repositories (
+        repository TEXT PRIMARY KEY,
+        last_sequence INTEGER NOT NULL
+    ) WITHOUT ROWID
+    """,
+    f"PRAGMA user_version = {SCHEMA_VERSION}",
+)
+
+_INSERT = """
+    INSERT INTO events (repository, sequence, event_id, created_at, payload)
+    VALUES (?, ?, ?, ?, ?)
+    ON CONFLICT (repository, event_id) DO NOTHING
+"""
+
+_ADVANCE = """
+    INSERT INTO repositories (repository, last_sequence) VALUES (?, ?)
+    ON CONFLICT (repository) DO UPDATE SET last_sequence = excluded.last_sequence
+"""
+
+
+def _encode(event: SyncEvent) -> str:
+    payload: dict[str, JsonValue] = event_to_json(event)
+    # The sequence lives in its own column; the stored JSON is the client's event.
+    payload.pop("serverSequence", None)
+    if _fast_dumps is not None:
+        try:
+            return _fast_dumps(payload).decode()
+        except TypeError:
+            pass  # integers beyond 64 bits, lone surrogates: the stdlib writes those
+    return json.dumps(payload, separators=(",", ":"))
+
+
+def _decode(sequence: int, payload: str) -> SyncEvent:
+    # The stdlib, not orjson, reads: orjson turns integers beyond 64 bits into floats.
+    obj = json.loads(payload)
+    obj["serverSequence"] = sequence
+    return event_from_json(obj)
+
+
+class SqliteEventLog:
+    """An :class:`~lfws_adapters.event_log.EventLog` in one SQLite file.
+
+    The file is created when missing (its directory must exist) and put in
+    WAL mode; the schema is created on first open and versioned with
+    ``PRAGMA user_version``: opening a file written by a newer lfws, or a
+    database that is not an lfws event log, raises
+    :class:`~lfws_adapters.event_log.IncompatibleSchema`.
+
+    Durability: every :meth:`store` call is one ``BEGIN IMMEDIATE ... COMMIT``
+    transaction and returns only after ``COMMIT``. With WAL and
+    ``synchronous="NORMAL"`` (the default) a committed event survives the
+    process being killed (even ``kill -9``), but the last transactions may be
+    lost if the machine loses power or the OS crashes. ``synchronous="FULL"``
+    syncs the WAL to disk on every commit and survives power loss too, at the
+    cost of one fsync per store call.
+
+    The async methods run the SQLite calls directly on the event loop thread,
+    so they work under asyncio and trio alike: these transactions are tiny,
+    and a store with ``"FULL"`` blocks the loop for one fsync. Several
+    processes may share a file: ``BEGIN IMMEDIATE`` serialises the writers,
+    so sequences stay gap-free. A SQLite failure surfaces as
+    :class:`~lfws_adapters.event_log.StoreError` and stores nothing.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        synchronous: Literal["NORMAL", "FULL"] = "NORMAL",
+    ) -> None:
+        if synchronous not in ("NORMAL", "FULL"):
+            raise LocalProtocolError(f"synchronous must be 'NORMAL' or 'FULL', not {synchronous!r}")
+        self._path = os.fspath(path)
+        try:
+            connection = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open {self._path}: {exc}") from exc
+        self._connection: sqlite3.Connection | None = connection
+        try:
+            with self._errors_as_store_error():
+                self._configure(synchronous)
+                self._migrate()
+        except BaseException:
+            connection.close()
+            self._connection = None
+            raise
+
+    @property
+    def path(self) -> str:
+        """The database file."""
+        return self._path
+
+    # --- opening ----------------------------------------------------------
+
+    def _configure(self, synchronous: str) -> None:
+        connection = self._open_connection()
+        (mode,) = connection.execute("PRAGMA journal_mode = WAL").fetchone()
+        if mode != "wal":
+            _logger.warning("%s: WAL mode unavailable, journal mode is %s", self._path, mode)
+        connection.execute(f"PRAGMA synchronous = {synchronous}")
+
+    def _migrate(self) -> None:
+        with self._transaction() as connection:
+            (version,) = connection.execute("PRAGMA user_version").fetchone()
+            if version > SCHEMA_VERSION:
+                raise IncompatibleSchema(
+                    f"{self._path} has event log schema version {version}; this lfws "
+                    f"understands versions up to {SCHEMA_VERSION}: upgrade lfws"
+                )
+            if version == SCHEMA_VERSION:
+                return
+            if connection.execute("SELECT 1 FROM sqlite_master").fetchone() is not None:
+                raise IncompatibleSchema(f"{self._path} is a database but not an lfws event log")
+            for statement in _SCHEMA:
+                connection.execute(statement)
+            _logger.info("%s: created event log schema version %d", self._path, SCHEMA_VERSION)
+
+    # --- plumbing ---------------------------------------------------------
+
+    def _open_connection(self) -> sqlite3.Connection:
+        if self._connection is None:
+            raise StoreClosed(f"the event log {self._path} is closed")
+        return self._connection
+
+    @contextmanager
+    def _errors_as_store_error(self) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self._path}: {exc}") from exc
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        connection = self._open_connection()
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            yield connection
+            connection.execute("COMMIT")
+        except BaseException:
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
+            raise
+
+    # --- the EventLog -----------------------------------------------------
+
+    async def store(self, repository: str, events: Sequence[SyncEvent]) -> StoreResult:
+        """Append the new ``events`` to ``repository`` in one transaction.
+
+        Returns after ``COMMIT``; see :meth:`lfws_adapters.event_log.EventLog.store`.
+        """
+        self._open_connection()
+        if not events:
+            return StoreResult(stored=(), duplicates=())
+        # Encoded before BEGIN: the write lock is held for SQL only.
+        rows = [(event, format_timestamp(event.created_at), _encode(event)) for event in events]
+        stored: list[SyncEvent] = []
+        duplicates: list[str] = []
+        with self._errors_as_store_error(), self._transaction() as connection:
+            row = connection.execute(
+                "SELECT last_sequence FROM repositories WHERE repository = ?", (repository,)
+            ).fetchone()
+            last = 0 if row is None else row[0]
+            for event, created_at, payload in rows:
+                cursor = connection.execute(
+                    _INSERT, (repository, last + 1, event.event_id, created_at, payload)
+                )
+                # The unique (repository, event_id) index also catches repeats within this call.
+                if cursor.rowcount:
+                    last += 1
+                    stored.append(event.with_sequence(last))
+                else:
+                    duplicates.append(event.event_id)
+            if stored:
+                connection.execute(_ADVANCE, (repository, last))
+        return StoreResult(stored=tuple(stored), duplicates=tuple(duplicates))
+
+    async def fetch(self, repository: str, after_sequence: int, limit: int) -> list[SyncEvent]:
+        """Return at most ``limit`` events with a sequence above ``after_sequence``, ascending."""
+        connection = self._open_connection()
+        check_fetch_limit(limit)
+        bounds = (min(max(after_sequence, 0), _MAX_INTEGER), min(limit, _MAX_INTEGER))
+        with self._errors_as_store_error():
+            rows = connection.execute(
+                "SELECT sequence, payload FROM events"
+                " WHERE repository = ? AND sequence > ? ORDER BY sequence LIMIT ?",
+                (repository, *bounds),
+            ).fetchall()
+        return [_decode(sequence, payload) for sequence, payload in rows]
+
+    async def repositories(self) -> list[str]:
+        """Return the repositories holding at least one event, sorted."""
+        return list(await self.stats())
+
+    async def stats(self) -> Mapping[str, int]:
+        """Return the number of events per repository, in repository order."""
+        connection = self._open_connection()
+        with self._errors_as_store_error():
+            rows = connection.execute(
+                "SELECT repository, last_sequence FROM repositories ORDER BY repository"
+            ).fetchall()
+        return dict(rows)
+
+    async def aclose(self) -> None:
+        """Close the database; idempotent."""
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
