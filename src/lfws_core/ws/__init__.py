@@ -1,0 +1,47 @@
+"""WebSocket (RFC 6455) for lfws, sans I/O: bytes in; bytes, messages and closes out.
+
+:class:`WsClient` and :class:`WsServer` run the opening handshake over h11,
+then exchange text messages, pings and the close handshake. Feed
+``receive_data(bytes)``, read the returned events, drain
+:meth:`~WsClient.data_to_send`. Nothing here reads a clock or draws
+randomness of its own: the client's nonce and mask keys come from an
+injected ``random_bytes`` source. Only text messages are supported; binary
+ones close the connection with 1003.
+"""
+
+from __future__ import annotations
+
+from ._connection import WsConnection
+from .client import WsClient
+from .events import (
+    Closed,
+    Headers,
+    HttpRequest,
+    Opened,
+    PingReceived,
+    PongReceived,
+    Rejected,
+    TextMessage,
+    UpgradeRequest,
+    WsEvent,
+)
+from .server import ServerConfig, WsServer
+from .state import WsState
+
+__all__ = [
+    "Closed",
+    "Headers",
+    "HttpRequest",
+    "Opened",
+    "PingReceived",
+    "PongReceived",
+    "Rejected",
+    "ServerConfig",
+    "TextMessage",
+    "UpgradeRequest",
+    "WsClient",
+    "WsConnection",
+    "WsEvent",
+    "WsServer",
+    "WsState",
+]

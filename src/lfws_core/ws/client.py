@@ -1,0 +1,161 @@
+"""The client role: opening handshake with h11, then masked frames.
+
+wsproto's own client draws its nonce and mask keys from ``os.urandom``; this
+one takes every random byte from the injected ``random_bytes`` source, so a
+seeded source replays a session byte for byte.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable, Iterable
+
+import h11
+from wsproto.utilities import generate_accept_token, normed_header_dict
+
+from ..errors import LocalProtocolError
+from ._connection import DEFAULT_MAX_MESSAGE_SIZE, WsConnection
+from ._frames import encode_frame
+from ._handshake import (
+    DEFAULT_MAX_HANDSHAKE_SIZE,
+    WEBSOCKET_VERSION,
+    caller_input,
+    decode_headers,
+    tokens,
+    user_headers,
+)
+from .events import Opened, Rejected, WsEvent
+from .state import WsState
+
+__all__ = ["WsClient"]
+
+# Mask keys are drawn 64 at a time: one call to the source per 64 frames.
+_MASK_POOL_SIZE = 4 * 64
+
+
+class WsClient(WsConnection):
+    """A WebSocket client connection, from the upgrade request on.
+
+    The request is queued at construction: drain :meth:`data_to_send` once
+    the transport is connected. ``host`` is the ``Host`` header (with the
+    port when it is not the default), ``target`` the path and query.
+    ``random_bytes(n)`` must return ``n`` unpredictable bytes; it supplies
+    the handshake nonce and every mask key.
+    """
+
+    _incoming_mask_bit = 0x00
+
+    def __init__(
+        self,
+        *,
+        host: str,
+        random_bytes: Callable[[int], bytes],
+        target: str = "/",
+        origin: str | None = None,
+        headers: Iterable[tuple[str, str]] = (),
+        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+        max_handshake_size: int = DEFAULT_MAX_HANDSHAKE_SIZE,
+    ) -> None:
+        super().__init__(max_message_size=max_message_size)
+        self._random_bytes = random_bytes
+        self._mask_pool = b""
+        self._mask_pos = 0
+        self._max_handshake_size = max_handshake_size
+        key = base64.b64encode(self._draw(16))
+        self._expected_accept = generate_accept_token(key)
+        fields = [
+            ("Host", host),
+            ("Upgrade", "websocket"),
+            ("Connection", "Upgrade"),
+            ("Sec-WebSocket-Key", key.decode()),
+            ("Sec-WebSocket-Version", WEBSOCKET_VERSION.decode()),
+        ]
+        if origin is not None:
+            fields.append(("Origin", origin))
+        fields += user_headers(headers)
+        with caller_input():
+            request = h11.Request(method="GET", target=target, headers=fields)
+        self._h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=max_handshake_size)
+        self._out.append(self._h11.send(request) or b"")
+        self._h11.send(h11.EndOfMessage())
+        self._received = 0
+        self._response: h11.Response | None = None
+        self._body = bytearray()
+
+    def _draw(self, size: int) -> bytes:
+        data = self._random_bytes(size)
+        if len(data) != size:
+            raise LocalProtocolError(f"random_bytes({size}) returned {len(data)} bytes")
+        return data
+
+    def _frame(self, opcode: int, payload: bytes) -> bytes:
+        pos = self._mask_pos
+        if pos == len(self._mask_pool):
+            self._mask_pool = self._draw(_MASK_POOL_SIZE)
+            pos = 0
+        self._mask_pos = pos + 4
+        return encode_frame(opcode, payload, self._mask_pool[pos : pos + 4])
+
+    def _receive_handshake(self, data: bytes) -> list[WsEvent]:
+        self._h11.receive_data(data)
+        self._received += len(data)
+        try:
+            while True:
+                event = self._h11.next_event()
+                if event is h11.NEED_DATA:
+                    return []
+                if isinstance(event, h11.InformationalResponse | h11.Response):
+                    # h11 bounds only a head still incomplete; one that
+                    # arrived whole in a single large read is measured here.
+                    head_size = self._received - len(self._h11.trailing_data[0])
+                    if head_size > self._max_handshake_size:
+                        limit = self._max_handshake_size
+                        return [self._abort(f"response head larger than {limit} bytes")]
+                if isinstance(event, h11.InformationalResponse):
+                    if event.status_code == 101:
+                        return self._switch(event)
+                    # Other 1xx responses are interim (RFC 9110 15.2): skip them.
+                elif isinstance(event, h11.Response):
+                    self._response = event
+                elif isinstance(event, h11.Data):
+                    self._body += event.data
+                    if len(self._body) > self._max_handshake_size:
+                        return [self._rejected()]
+                else:
+                    return [self._rejected()]
+        except h11.RemoteProtocolError as error:
+            if self._response is not None:
+                return [self._rejected()]
+            return [self._abort(f"invalid HTTP response: {error}")]
+
+    def _switch(self, response: h11.InformationalResponse) -> list[WsEvent]:
+        problem = self._check_switch(normed_header_dict(response.headers))
+        if problem:
+            return [self._abort(problem)]
+        self._open(b"")
+        events: list[WsEvent] = [Opened(headers=decode_headers(response.headers))]
+        # The server may send frames right behind its 101 response.
+        events += self._receive_frames(self._h11.trailing_data[0])
+        return events
+
+    def _check_switch(self, fields: dict[bytes, bytes]) -> str:
+        if b"websocket" not in tokens(fields.get(b"upgrade")):
+            return "101 response without Upgrade: websocket"
+        if b"upgrade" not in tokens(fields.get(b"connection")):
+            return "101 response without Connection: Upgrade"
+        if fields.get(b"sec-websocket-accept") != self._expected_accept:
+            return "101 response with a wrong Sec-WebSocket-Accept"
+        if b"sec-websocket-extensions" in fields or b"sec-websocket-protocol" in fields:
+            return "101 response selects an extension or subprotocol that was not offered"
+        return ""
+
+    def _rejected(self) -> Rejected:
+        response = self._response
+        assert response is not None  # h11 yields a body only after its head
+        self._state = WsState.REJECTED
+        return Rejected(
+            status=response.status_code,
+            reason=response.reason.decode("latin-1"),
+            headers=decode_headers(response.headers),
+            body=bytes(self._body[: self._max_handshake_size]),
+        )
