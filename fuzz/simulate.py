@@ -21,8 +21,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, default=200, help="how many seeds (default 200)")
     parser.add_argument("--start", type=int, default=0, help="the first seed (default 0)")
-    parser.add_argument("--clients", type=int, default=SimulationConfig.clients)
-    parser.add_argument("--duration", type=float, default=SimulationConfig.duration)
+    defaults = SimulationConfig()
+    parser.add_argument("--clients", type=int, default=defaults.clients)
+    parser.add_argument("--duration", type=float, default=defaults.duration)
     args = parser.parse_args(argv)
     config = replace(SimulationConfig(), clients=args.clients, duration=args.duration)
 

@@ -116,7 +116,16 @@ class _Link:
 
 
 class _Client:
-    __slots__ = ("attempt", "index", "link", "offline_until", "replica", "session", "skew")
+    __slots__ = (
+        "applied_at",
+        "attempt",
+        "index",
+        "link",
+        "offline_until",
+        "replica",
+        "session",
+        "skew",
+    )
 
     def __init__(self, index: int, session: ClientSession, skew: float) -> None:
         self.index = index
@@ -126,6 +135,7 @@ class _Client:
         self.offline_until = 0.0
         self.attempt = 0
         self.skew = skew
+        self.applied_at = 0.0
 
 
 class _Simulation:
@@ -253,9 +263,7 @@ class _Simulation:
                 self.open_connection(client)
             case act.CloseConnection(code=code, reason=reason):
                 if client.link is not None:
-                    self.cut(
-                        client.link, f"{code} {reason}", tell_client=False, tell_server=True
-                    )
+                    self.cut(client.link, f"{code} {reason}", tell_client=False, tell_server=True)
             case act.ApplyEvents(batch_id=batch_id, repository=repository, events=events):
                 client.replica.apply_remote(repository, events)
 
@@ -263,7 +271,9 @@ class _Simulation:
                     if client.session is session:
                         session.events_applied(batch_id, self.now)
 
-                self.at(self.now + self.rng.uniform(0.0, 0.01), applied)
+                # A store applies batches in order, each taking a little while.
+                client.applied_at = max(client.applied_at, self.now) + self.rng.uniform(0, 0.01)
+                self.at(client.applied_at, applied)
             case act.SyncCompleted(repository=repository, cursor=cursor):
                 client.replica.advance_cursor(repository, cursor)
             case act.MarkSynced(repositories=repositories):
@@ -299,7 +309,9 @@ class _Simulation:
             case act.FetchEvents(
                 request_id=request_id, repository=repository, after_sequence=after, limit=limit
             ):
-                session.events_fetched(request_id, self.log.fetch(repository, after, limit), self.now)
+                session.events_fetched(
+                    request_id, self.log.fetch(repository, after, limit), self.now
+                )
             case act.ListRepositories(request_id=request_id):
                 session.repositories_listed(request_id, self.log.repositories(), self.now)
             case act.EventsStored(repository=repository, events=events):
@@ -334,7 +346,7 @@ class _Simulation:
             self.fail(f"client {client.index}: push of {event.event_id} failed")
 
     def restart_client(self, client: _Client) -> None:
-        """A crash: the session is gone, the durable replica and outbox stay."""
+        """Crash a client: the session is gone, the durable replica and outbox stay."""
         if client.link is not None:
             self.cut(client.link, "client crashed", tell_client=False, tell_server=True)
         client.session = self._new_session(dict(client.replica.cursors))
@@ -461,7 +473,9 @@ class _Simulation:
                 self.fail(f"{repository}: an event is stored twice")
             for client in self.clients:
                 cursor = client.replica.cursors.get(repository, 0)
-                skipped = [e.event_id for e in events[:cursor] if not client.replica.knows(e.event_id)]
+                skipped = [
+                    e.event_id for e in events[:cursor] if not client.replica.knows(e.event_id)
+                ]
                 if skipped:
                     self.fail(f"client {client.index}: cursor {cursor} skipped {skipped[:3]}")
         report.redundant_deliveries = sum(c.replica.duplicate_applies for c in self.clients)

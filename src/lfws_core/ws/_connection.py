@@ -145,12 +145,9 @@ class WsConnection(abc.ABC):
     def _frame(self, opcode: int, payload: bytes) -> bytes:
         return encode_frame(opcode, payload)
 
-    def _open(self, early_data: bytes) -> None:
-        """Switch to frames; ``early_data`` came right after the handshake."""
+    def _open(self) -> None:
+        """Switch from the handshake to frames."""
         self._state = _OPEN
-        if early_data:
-            self._chunks.append(early_data)
-            self._chunks_size = len(early_data)
 
     def _abort(self, reason: str) -> Closed:
         """End a connection whose opening handshake failed."""

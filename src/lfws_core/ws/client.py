@@ -132,7 +132,7 @@ class WsClient(WsConnection):
         problem = self._check_switch(normed_header_dict(response.headers))
         if problem:
             return [self._abort(problem)]
-        self._open(b"")
+        self._open()
         events: list[WsEvent] = [Opened(headers=decode_headers(response.headers))]
         # The server may send frames right behind its 101 response.
         events += self._receive_frames(self._h11.trailing_data[0])

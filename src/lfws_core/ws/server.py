@@ -67,11 +67,12 @@ class WsServer(WsConnection):
         self._request: h11.Request | None = None
         self._key: bytes | None = None
 
-    def accept(self, headers: Iterable[tuple[str, str]] = ()) -> None:
+    def accept(self, headers: Iterable[tuple[str, str]] = ()) -> list[WsEvent]:
         """Answer an :class:`UpgradeRequest` with 101 and open the connection.
 
         ``headers`` are added to the 101 response; the WebSocket ones are
-        written by the server itself.
+        written by the server itself. Returns the events of frames the client
+        sent right behind its request (usually none).
         """
         key = self._key
         if self._state is not WsState.CONNECTING or key is None:
@@ -87,9 +88,11 @@ class WsServer(WsConnection):
                 status_code=101, headers=fields, reason="Switching Protocols"
             )
         self._out.append(self._h11.send(response) or b"")
+        self._open()
         # A client must wait for the 101 (RFC 6455 4.1), but bytes it sent
-        # early are still frames; they are parsed with the next input.
-        self._open(self._h11.trailing_data[0])
+        # early are still frames.
+        early = self._h11.trailing_data[0]
+        return self._receive_frames(early) if early else []
 
     def reject(self, status: int, reason: str = "") -> None:
         """Refuse the pending request with ``status`` and a plain-text ``reason``."""

@@ -301,14 +301,17 @@ def test_end_of_input_while_the_answer_is_due() -> None:
         server.accept()
 
 
-def test_early_frames_are_kept_until_accepted() -> None:
+def test_early_frames_are_delivered_by_accept() -> None:
     server = WsServer()
     early = client_frame(0x1, b"early")
     [request] = server.receive_data(upgrade_request() + early[:4])
     assert isinstance(request, UpgradeRequest)
     assert server.receive_data(early[4:]) == []
-    server.accept()
-    assert server.receive_data(client_frame(0x1, b"next")) == [
-        TextMessage(text="early"),
-        TextMessage(text="next"),
-    ]
+    assert server.accept() == [TextMessage(text="early")]
+    assert server.receive_data(client_frame(0x1, b"next")) == [TextMessage(text="next")]
+
+
+def test_accept_without_early_frames_returns_nothing() -> None:
+    server = WsServer()
+    server.receive_data(upgrade_request())
+    assert server.accept() == []

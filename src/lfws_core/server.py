@@ -1,0 +1,744 @@
+"""The server side of the protocol for one connection, at the message level.
+
+:class:`ServerSession` is a sans-IO state machine: the adapter feeds it what
+happened (the connection opened, a text arrived, a timer fired, the store
+answered, another connection stored events) and drains the actions it emits
+(send this text, close, check these credentials, store these events, fetch
+a page). It never performs I/O and never calls user code.
+
+States and their transitions live in :data:`TRANSITIONS`; every change of
+state goes through :func:`next_state`, which refuses a pair that is not in
+the table with :class:`~lfws_core.errors.LocalProtocolError`.
+
+Requests to the adapter (:class:`~lfws_core.actions.Authenticate`,
+:class:`~lfws_core.actions.StoreEvents`, :class:`~lfws_core.actions.FetchEvents`,
+:class:`~lfws_core.actions.ListRepositories`) carry a ``request_id`` that the
+adapter hands back with the verdict, in any order. A verdict for a request
+that is unknown or already answered is misuse. Once the connection is gone
+(:attr:`ServerState.CLOSED`) verdicts are ignored, with one exception: a
+store that committed still yields :class:`~lfws_core.actions.EventsStored`,
+because the other connections must hear about events that are now stored.
+
+Catch-up (``request_events`` / ``request_all_events``) is served one request
+at a time, in arrival order, page by page, so ``sync_complete`` messages come
+in request order. Broadcasts (:meth:`ServerSession.deliver`) are not held
+back while a catch-up of the same repository is in flight: the client's
+merge is idempotent and its cursor only moves forward, so an event that
+arrives both ways is harmless, while holding broadcasts back would delay
+every live update behind a long catch-up.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import ClassVar, TypeAlias, TypeVar
+
+from .actions import (
+    Authenticate,
+    CloseConnection,
+    EventsConfirmed,
+    EventsStored,
+    FetchEvents,
+    ListRepositories,
+    ProtocolErrorReported,
+    SendMessage,
+    ServerAction,
+    StoreEvents,
+)
+from .close_codes import CloseCode
+from .codec import decode_message, encode_message
+from .errors import InvalidMessage, LocalProtocolError
+from .events import JsonValue, SyncEvent
+from .messages import (
+    Ack,
+    Auth,
+    AuthSuccess,
+    Error,
+    Events,
+    EventsReceived,
+    Message,
+    Ping,
+    Pong,
+    PushEvent,
+    PushEventsBatch,
+    RequestAllEvents,
+    RequestEvents,
+    ServerMessage,
+    SyncComplete,
+)
+
+__all__ = [
+    "TRANSITIONS",
+    "ServerConfig",
+    "ServerInput",
+    "ServerSession",
+    "ServerState",
+    "next_state",
+]
+
+# RFC 6455 §5.5: a close frame's payload is at most 125 bytes, 2 of them the code.
+_MAX_CLOSE_REASON_BYTES = 123
+_VALID_CLOSE_CODES = range(1000, 5000)
+_RESERVED_CLOSE_CODES = frozenset({1004, 1005, 1006, 1015})
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ServerConfig:
+    """Limits and timers of one server connection (times in seconds)."""
+
+    max_batch_length: int = 1000
+    """The most events one ``push_events_batch`` may carry."""
+    page_size: int = 500
+    """The most events one catch-up ``events`` message carries."""
+    max_message_size: int = 1 << 20
+    """The longest text accepted, in UTF-8 bytes; longer ones close with 1009."""
+    auth_timeout: float = 10.0
+    """A connection must be authenticated this long after it opened (else 1008)."""
+    ping_interval: float | None = 25.0
+    """How often the server sends ``ping``; ``None`` disables it."""
+    ping_timeout: float = 10.0
+    """After a ``ping``, the longest silence from the client before closing (1011)."""
+    max_queued_before_auth: int = 32
+    """How many messages are held while an authentication verdict is pending."""
+
+    def __post_init__(self) -> None:
+        for name in ("max_batch_length", "page_size", "max_message_size"):
+            _check_positive_int(name, getattr(self, name))
+        if isinstance(self.max_queued_before_auth, bool) or not isinstance(
+            self.max_queued_before_auth, int
+        ):
+            raise LocalProtocolError("max_queued_before_auth must be an int")
+        if self.max_queued_before_auth < 0:
+            raise LocalProtocolError("max_queued_before_auth must not be negative")
+        _check_duration("auth_timeout", self.auth_timeout)
+        _check_duration("ping_timeout", self.ping_timeout)
+        if self.ping_interval is not None:
+            _check_duration("ping_interval", self.ping_interval)
+
+
+def _check_positive_int(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise LocalProtocolError(f"{name} must be a positive int, got {value!r}")
+
+
+def _check_duration(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
+        raise LocalProtocolError(f"{name} must be a positive, finite number, got {value!r}")
+
+
+# --- states and transitions -------------------------------------------------
+
+
+class ServerState(enum.Enum):
+    """The state of one server connection."""
+
+    AWAITING_AUTH = "awaiting_auth"
+    """Open; the client has not authenticated (only ``auth`` and ``ping`` work)."""
+    AUTHENTICATING = "authenticating"
+    """An ``auth`` awaits its verdict; further messages are held until then."""
+    AUTHENTICATED = "authenticated"
+    """Events flow both ways."""
+    CLOSING = "closing"
+    """The server sent its close; received messages are ignored."""
+    CLOSED = "closed"
+    """The connection is gone (terminal)."""
+
+
+class ServerInput(enum.Enum):
+    """What moves a :class:`ServerState`."""
+
+    AUTH_REQUESTED = "auth_requested"
+    """An ``auth`` message is processed (first authentication or re-auth)."""
+    AUTH_ACCEPTED = "auth_accepted"
+    """The adapter accepted the credentials."""
+    AUTH_REJECTED = "auth_rejected"
+    """The adapter refused the credentials: the server closes (1008)."""
+    CLOSE_STARTED = "close_started"
+    """The server closes: ``close()``, a timeout, or fatal input."""
+    CONNECTION_LOST = "connection_lost"
+    """The adapter reports the connection gone."""
+
+
+_S = ServerState
+_I = ServerInput
+
+TRANSITIONS: Mapping[tuple[ServerState, ServerInput], ServerState] = MappingProxyType(
+    {
+        (_S.AWAITING_AUTH, _I.AUTH_REQUESTED): _S.AUTHENTICATING,
+        (_S.AUTHENTICATED, _I.AUTH_REQUESTED): _S.AUTHENTICATING,
+        (_S.AUTHENTICATING, _I.AUTH_ACCEPTED): _S.AUTHENTICATED,
+        (_S.AUTHENTICATING, _I.AUTH_REJECTED): _S.CLOSING,
+        (_S.AWAITING_AUTH, _I.CLOSE_STARTED): _S.CLOSING,
+        (_S.AUTHENTICATING, _I.CLOSE_STARTED): _S.CLOSING,
+        (_S.AUTHENTICATED, _I.CLOSE_STARTED): _S.CLOSING,
+        # close() is idempotent: closing again changes nothing and sends nothing.
+        (_S.CLOSING, _I.CLOSE_STARTED): _S.CLOSING,
+        (_S.CLOSED, _I.CLOSE_STARTED): _S.CLOSED,
+        (_S.AWAITING_AUTH, _I.CONNECTION_LOST): _S.CLOSED,
+        (_S.AUTHENTICATING, _I.CONNECTION_LOST): _S.CLOSED,
+        (_S.AUTHENTICATED, _I.CONNECTION_LOST): _S.CLOSED,
+        (_S.CLOSING, _I.CONNECTION_LOST): _S.CLOSED,
+        # Both ends may notice a dead connection; the second report is a no-op.
+        (_S.CLOSED, _I.CONNECTION_LOST): _S.CLOSED,
+    }
+)
+"""Every allowed (state, input) pair and the state it leads to."""
+
+_OPEN_STATES = frozenset({_S.AWAITING_AUTH, _S.AUTHENTICATING, _S.AUTHENTICATED})
+
+
+def next_state(state: ServerState, event: ServerInput) -> ServerState:
+    """Return the state ``event`` leads to from ``state``, per :data:`TRANSITIONS`.
+
+    Raises :class:`~lfws_core.errors.LocalProtocolError` for a pair the table
+    does not allow.
+    """
+    try:
+        return TRANSITIONS[state, event]
+    except KeyError:
+        raise LocalProtocolError(f"{event.name} is not allowed in state {state.name}") from None
+
+
+# --- pending requests and catch-ups -----------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Request:
+    """A request the adapter has not answered yet."""
+
+    label: ClassVar[str] = "a"
+
+
+@dataclass(frozen=True, slots=True)
+class _AuthRequest(_Request):
+    label = "an Authenticate"
+
+
+@dataclass(frozen=True, slots=True)
+class _StoreRequest(_Request):
+    label = "a StoreEvents"
+    repository: str
+    event_ids: tuple[str, ...]  # as pushed: input order, duplicates included
+    failure: str
+
+
+@dataclass(frozen=True, slots=True)
+class _CatchUpRequest(_Request):
+    label = "a FetchEvents or ListRepositories"
+
+
+@dataclass(frozen=True, slots=True)
+class _FetchRequest(_CatchUpRequest):
+    label = "a FetchEvents"
+    repository: str
+    after_sequence: int
+    limit: int
+
+
+@dataclass(frozen=True, slots=True)
+class _ListRequest(_CatchUpRequest):
+    label = "a ListRepositories"
+
+
+_R = TypeVar("_R", bound=_Request)
+
+
+@dataclass(slots=True)
+class _CatchUp:
+    """One catch-up request, paging through its repositories in turn."""
+
+    repositories: deque[str]  # the current one first
+    complete_with: str | None  # the repository of the final sync_complete
+    failure: str
+    after_sequence: int = 0
+    remaining: int | None = None  # the client's limit still to serve
+    filter: Mapping[str, JsonValue] = field(default_factory=dict)
+    unlisted: bool = False  # the repositories are to be asked from the adapter first
+
+
+_Received: TypeAlias = Message | InvalidMessage
+
+# Server-only messages a client must not send, by wire type (the Dart server
+# answers them as unknown types).
+_SERVER_ONLY_TYPES: Mapping[type[ServerMessage], str] = MappingProxyType(
+    {
+        AuthSuccess: "auth_success",
+        Events: "events",
+        Ack: "ack",
+        SyncComplete: "sync_complete",
+        Error: "error",
+    }
+)
+
+
+# --- the session -------------------------------------------------------------
+
+_DEFAULT_CONFIG = ServerConfig()
+
+
+class ServerSession:
+    """The protocol state machine of one server connection (message level).
+
+    Feed it with :meth:`connection_made`, :meth:`receive_text` (or
+    :meth:`receive_message`), :meth:`handle_timer`, the verdict methods and
+    :meth:`deliver`; after each call drain :meth:`drain_actions` and re-arm
+    one timer at :meth:`next_deadline`.
+    """
+
+    def __init__(
+        self,
+        config: ServerConfig = _DEFAULT_CONFIG,
+        *,
+        handshake_headers: Sequence[tuple[str, str]] = (),
+    ) -> None:
+        self._config = config
+        self._handshake_headers = tuple(handshake_headers)
+        self._state = ServerState.AWAITING_AUTH
+        self._opened = False
+        self._accepted = False
+        self._principal: object = None
+        self._actions: list[ServerAction] = []
+        self._last_request_id = 0
+        self._pending: dict[int, _Request] = {}
+        self._held: deque[_Received] = deque()
+        self._catchups: deque[_CatchUp] = deque()
+        self._auth_deadline: float | None = None
+        self._next_ping: float | None = None
+        self._pong_deadline: float | None = None
+
+    # --- observation ----------------------------------------------------
+
+    @property
+    def config(self) -> ServerConfig:
+        """The configuration of this session."""
+        return self._config
+
+    @property
+    def state(self) -> ServerState:
+        """The current state."""
+        return self._state
+
+    @property
+    def principal(self) -> object:
+        """What ``auth_accepted`` last gave; ``None`` until then."""
+        return self._principal
+
+    @property
+    def authenticated(self) -> bool:
+        """True when credentials were accepted and the connection is open.
+
+        A re-authentication in progress keeps it true: the earlier verdict
+        holds until the new one arrives.
+        """
+        return self._accepted and self._state in _OPEN_STATES
+
+    def drain_actions(self) -> list[ServerAction]:
+        """Return the actions emitted since the last call, in order."""
+        actions, self._actions = self._actions, []
+        return actions
+
+    def next_deadline(self) -> float | None:
+        """Return when :meth:`handle_timer` must be called next, or ``None``."""
+        deadlines = [
+            d for d in (self._auth_deadline, self._pong_deadline, self._next_ping) if d is not None
+        ]
+        return min(deadlines, default=None)
+
+    # --- the connection ---------------------------------------------------
+
+    def connection_made(self, now: float) -> None:
+        """Start the session: the WebSocket is open; arm the auth timeout and the ping."""
+        if self._opened or self._state is not ServerState.AWAITING_AUTH:
+            raise LocalProtocolError("connection_made() may be called once, first")
+        self._opened = True
+        self._auth_deadline = now + self._config.auth_timeout
+        if self._config.ping_interval is not None:
+            self._next_ping = now + self._config.ping_interval
+
+    def connection_lost(self, now: float) -> None:
+        """End the session: the connection is gone, the state is CLOSED for good."""
+        self._move(ServerInput.CONNECTION_LOST)
+        self._forget_connection()
+
+    def close(self, code: int, reason: str, now: float) -> None:
+        """Close the connection with ``code`` (e.g. 1001 on shutdown, 1013 when slow).
+
+        Closing again, or after the connection is gone, does nothing.
+        """
+        if code not in _VALID_CLOSE_CODES or code in _RESERVED_CLOSE_CODES:
+            raise LocalProtocolError(f"{code} is not a close code an endpoint may send")
+        self._close(code, reason)
+
+    def handle_timer(self, now: float) -> None:
+        """Fire every timer due at ``now`` (see :meth:`next_deadline`)."""
+        if self._auth_deadline is not None and now >= self._auth_deadline:
+            self._send(Error(message="Authentication timeout"))
+            self._close(CloseCode.POLICY_VIOLATION, "authentication timeout")
+            return
+        if self._pong_deadline is not None and now >= self._pong_deadline:
+            self._close(CloseCode.INTERNAL_ERROR, "heartbeat timeout")
+            return
+        interval = self._config.ping_interval
+        if interval is not None and self._next_ping is not None and now >= self._next_ping:
+            self._send(Ping())
+            self._next_ping = now + interval
+            if self._pong_deadline is None:
+                self._pong_deadline = now + self._config.ping_timeout
+
+    # --- input from the client ------------------------------------------
+
+    def receive_text(self, text: str, now: float) -> None:
+        """Handle a text message from the client.
+
+        Invalid input is answered with an ``error`` message and reported with
+        :class:`~lfws_core.actions.ProtocolErrorReported`; it is not fatal. A
+        text over ``max_message_size`` closes the connection (1009).
+        """
+        if not self._receiving():
+            return
+        limit = self._config.max_message_size
+        # UTF-8 spends at most 4 bytes on a character: most texts need no count.
+        if len(text) * 4 > limit and (size := len(text.encode("utf-8", "surrogatepass"))) > limit:
+            self._actions.append(
+                ProtocolErrorReported(reason=f"Message too big: {size} bytes (limit {limit})")
+            )
+            self._close(CloseCode.MESSAGE_TOO_BIG, "message too big")
+            return
+        received: _Received
+        try:
+            received = decode_message(text)
+        except InvalidMessage as exc:
+            received = exc
+        self._accept(received, now)
+
+    def receive_message(self, message: Message, now: float) -> None:
+        """Handle a decoded message from the client (as :meth:`receive_text`)."""
+        if self._receiving():
+            self._accept(message, now)
+
+    # --- verdicts from the adapter ----------------------------------------
+
+    def auth_accepted(self, request_id: int, principal: object, now: float) -> None:
+        """Accept the credentials of ``Authenticate(request_id)``; send ``auth_success``."""
+        if self._take(request_id, _AuthRequest) is None or not self._open:
+            return
+        self._move(ServerInput.AUTH_ACCEPTED)
+        self._accepted = True
+        self._principal = principal
+        self._auth_deadline = None
+        self._send(AuthSuccess())
+        while self._held and self._state is ServerState.AUTHENTICATED:
+            self._dispatch(self._held.popleft(), now)
+
+    def auth_rejected(self, request_id: int, reason: str, now: float) -> None:
+        """Refuse the credentials of ``Authenticate(request_id)``: ``error``, then close 1008."""
+        if self._take(request_id, _AuthRequest) is None or not self._open:
+            return
+        self._send(Error(message=f"Authentication failed: {reason}"))
+        self._close(CloseCode.POLICY_VIOLATION, reason, ServerInput.AUTH_REJECTED)
+
+    def events_stored(
+        self,
+        request_id: int,
+        stored: Sequence[SyncEvent],
+        duplicates: Sequence[str],
+        now: float,
+    ) -> None:
+        """``StoreEvents(request_id)`` committed.
+
+        ``stored`` are the newly stored events (with their ``serverSequence``),
+        ``duplicates`` the ids that were stored before; together they must be
+        exactly the ids of the request.
+        """
+        request = self._take(request_id, _StoreRequest)
+        if request is None:
+            return
+        reported = [event.event_id for event in stored] + list(duplicates)
+        if sorted(reported) != sorted(set(request.event_ids)):
+            raise LocalProtocolError(
+                "stored events and duplicates must be exactly the ids of the request"
+            )
+        if any(event.server_sequence is None for event in stored):
+            raise LocalProtocolError("stored events must carry their serverSequence")
+        ids = request.event_ids
+        self._send(Ack(event_ids=ids, repositories={request.repository: ids}))
+        if stored:
+            self._actions.append(EventsStored(repository=request.repository, events=tuple(stored)))
+
+    def store_failed(self, request_id: int, reason: str, now: float) -> None:
+        """``StoreEvents(request_id)`` failed; nothing is acknowledged (the client retries)."""
+        request = self._take(request_id, _StoreRequest)
+        if request is not None:
+            self._send(Error(message=f"{request.failure}: {reason}"))
+
+    def events_fetched(self, request_id: int, events: Sequence[SyncEvent], now: float) -> None:
+        """``FetchEvents(request_id)`` returned ``events``, in sequence order."""
+        request = self._take(request_id, _FetchRequest)
+        if request is None or not self._open:
+            return
+        end = _page_end(events, request.after_sequence, request.limit)
+        catchup = self._catchups[0]
+        if events:
+            self._send(Events(repository=request.repository, events=tuple(events)))
+        if catchup.remaining is not None:
+            catchup.remaining -= len(events)
+        if len(events) == request.limit and catchup.remaining != 0:
+            catchup.after_sequence = end
+        else:
+            catchup.repositories.popleft()
+            catchup.after_sequence = 0
+        self._serve_catchups()
+
+    def fetch_failed(self, request_id: int, reason: str, now: float) -> None:
+        """``FetchEvents`` or ``ListRepositories`` (``request_id``) failed.
+
+        The client gets ``error`` and the catch-up request ends there, without
+        ``sync_complete`` (as the Dart server does): it was not answered in
+        full, so the client must not take itself to be caught up.
+        """
+        if self._take(request_id, _CatchUpRequest) is None or not self._open:
+            return
+        catchup = self._catchups.popleft()
+        self._send(Error(message=f"{catchup.failure}: {reason}"))
+        self._serve_catchups()
+
+    def repositories_listed(self, request_id: int, names: Sequence[str], now: float) -> None:
+        """``ListRepositories(request_id)`` returned ``names``."""
+        if self._take(request_id, _ListRequest) is None or not self._open:
+            return
+        self._catchups[0].repositories = deque(dict.fromkeys(names))
+        self._serve_catchups()
+
+    # --- input from the other connections ----------------------------------
+
+    def deliver(
+        self,
+        repository: str,
+        events: Sequence[SyncEvent],
+        now: float,
+        *,
+        text: str | None = None,
+    ) -> bool:
+        """Send events another connection stored; return whether they were sent.
+
+        ``text`` is the encoded ``events`` message when the caller encoded it
+        once for every connection. Only an authenticated, open connection
+        gets it; an empty ``events`` sends nothing.
+        """
+        if not self.authenticated or not events:
+            return False
+        if text is None:
+            text = encode_message(Events(repository=repository, events=tuple(events)))
+        self._actions.append(SendMessage(text=text))
+        return True
+
+    # --- internals ----------------------------------------------------------
+
+    @property
+    def _open(self) -> bool:
+        return self._state in _OPEN_STATES
+
+    def _move(self, event: ServerInput) -> None:
+        self._state = next_state(self._state, event)
+
+    def _send(self, message: ServerMessage) -> None:
+        # Nothing may follow our close frame: late answers are dropped here.
+        if self._open:
+            self._actions.append(SendMessage(text=encode_message(message)))
+
+    def _close(
+        self, code: int, reason: str, event: ServerInput = ServerInput.CLOSE_STARTED
+    ) -> None:
+        was_open = self._open
+        self._move(event)
+        if was_open:
+            self._forget_connection()
+            self._actions.append(CloseConnection(code=code, reason=_close_reason(reason)))
+
+    def _forget_connection(self) -> None:
+        # Pending requests stay known: their verdicts may still arrive.
+        self._held.clear()
+        self._catchups.clear()
+        self._auth_deadline = self._next_ping = self._pong_deadline = None
+
+    def _register(self, request: _Request) -> int:
+        self._last_request_id += 1
+        self._pending[self._last_request_id] = request
+        return self._last_request_id
+
+    def _take(self, request_id: int, kind: type[_R]) -> _R | None:
+        request = self._pending.get(request_id)
+        if isinstance(request, kind):
+            del self._pending[request_id]
+            return request
+        if self._state is ServerState.CLOSED:
+            return None
+        raise LocalProtocolError(f"{request_id} is not {kind.label} request awaiting an answer")
+
+    def _receiving(self) -> bool:
+        if not self._opened:
+            raise LocalProtocolError("connection_made() must come before received messages")
+        # Any message at all proves the client alive.
+        self._pong_deadline = None
+        return self._open
+
+    def _accept(self, received: _Received, now: float) -> None:
+        if self._state is not ServerState.AUTHENTICATING:
+            self._dispatch(received, now)
+        elif len(self._held) < self._config.max_queued_before_auth:
+            self._held.append(received)
+        else:
+            reason = "Too many messages while authenticating"
+            self._report(reason)
+            self._close(CloseCode.POLICY_VIOLATION, reason.lower())
+
+    def _report(self, reason: str) -> None:
+        self._send(Error(message=reason))
+        self._actions.append(ProtocolErrorReported(reason=reason))
+
+    def _dispatch(self, received: _Received, now: float) -> None:
+        authenticated = self._state is ServerState.AUTHENTICATED
+        match received:
+            case InvalidMessage(reason=reason):
+                self._report(reason)
+            case Auth():
+                self._authenticate(received, now)
+            case Ping():
+                self._send(Pong())
+            case Pong():
+                pass  # liveness only, recorded on arrival
+            case EventsReceived(repository=repository, count=count):
+                # Dart ignores it before auth too; an unauthenticated count means nothing.
+                if authenticated:
+                    self._actions.append(EventsConfirmed(repository=repository, count=count))
+            case PushEvent() | PushEventsBatch() | RequestEvents() | RequestAllEvents() if (
+                not authenticated
+            ):
+                self._send(Error(message="Not authenticated"))
+            case PushEvent(repository=repository, event=event):
+                self._store(repository, (event,), "Failed to push event")
+            case PushEventsBatch(repository=repository, events=events):
+                self._store(repository, events, "Failed to push events batch")
+            case RequestEvents():
+                remaining = None if received.limit is None else max(received.limit, 0)
+                self._queue_catchup(
+                    _CatchUp(
+                        repositories=deque([received.repository]),
+                        complete_with=received.repository,
+                        failure="Failed to fetch events",
+                        after_sequence=received.after_sequence or 0,
+                        remaining=remaining,
+                        filter=received.filter,
+                    )
+                )
+            case RequestAllEvents(repository=repository):
+                self._queue_catchup(
+                    _CatchUp(
+                        repositories=deque([] if repository is None else [repository]),
+                        complete_with=None,
+                        failure="Failed to fetch all events",
+                        unlisted=repository is None,
+                    )
+                )
+            case _:
+                self._report(f"Unknown message type: {_SERVER_ONLY_TYPES[type(received)]}")
+
+    def _authenticate(self, message: Auth, now: float) -> None:
+        self._move(ServerInput.AUTH_REQUESTED)
+        # A first auth keeps the budget armed at connection_made; a re-auth gets its own.
+        if self._auth_deadline is None:
+            self._auth_deadline = now + self._config.auth_timeout
+        request_id = self._register(_AuthRequest())
+        self._actions.append(
+            Authenticate(
+                request_id=request_id,
+                token=message.token,
+                headers=message.headers,
+                handshake_headers=self._handshake_headers,
+            )
+        )
+
+    def _store(self, repository: str, events: Sequence[SyncEvent], failure: str) -> None:
+        limit = self._config.max_batch_length
+        if len(events) > limit:
+            self._send(Error(message=f"Batch too large: {len(events)} events (limit {limit})"))
+            return
+        ids = tuple(event.event_id for event in events)
+        if not events:
+            self._send(Ack(event_ids=ids, repositories={repository: ids}))
+            return
+        first: dict[str, SyncEvent] = {}
+        for event in events:
+            first.setdefault(event.event_id, event)
+        request_id = self._register(_StoreRequest(repository, ids, failure))
+        self._actions.append(
+            StoreEvents(
+                request_id=request_id,
+                repository=repository,
+                events=tuple(first.values()),
+                principal=self._principal,
+            )
+        )
+
+    def _queue_catchup(self, catchup: _CatchUp) -> None:
+        self._catchups.append(catchup)
+        if len(self._catchups) == 1:
+            self._serve_catchups()
+
+    def _serve_catchups(self) -> None:
+        """Ask for the next page of the current catch-up, or finish it."""
+        while self._catchups:
+            catchup = self._catchups[0]
+            if catchup.unlisted:
+                catchup.unlisted = False
+                request_id = self._register(_ListRequest())
+                self._actions.append(
+                    ListRepositories(request_id=request_id, principal=self._principal)
+                )
+                return
+            if catchup.repositories and catchup.remaining != 0:
+                self._fetch(catchup, catchup.repositories[0])
+                return
+            self._send(SyncComplete(repository=catchup.complete_with))
+            self._catchups.popleft()
+
+    def _fetch(self, catchup: _CatchUp, repository: str) -> None:
+        limit = self._config.page_size
+        if catchup.remaining is not None:
+            limit = min(limit, catchup.remaining)
+        request = _FetchRequest(repository, catchup.after_sequence, limit)
+        self._actions.append(
+            FetchEvents(
+                request_id=self._register(request),
+                repository=repository,
+                after_sequence=catchup.after_sequence,
+                limit=limit,
+                filter=catchup.filter,
+                principal=self._principal,
+            )
+        )
+
+
+def _page_end(events: Sequence[SyncEvent], after_sequence: int, limit: int) -> int:
+    """Check a fetched page and return the sequence it ends at."""
+    if len(events) > limit:
+        raise LocalProtocolError(f"fetched {len(events)} events for a limit of {limit}")
+    end = after_sequence
+    for event in events:
+        if event.server_sequence is None or event.server_sequence <= end:
+            raise LocalProtocolError(
+                "fetched events must carry increasing serverSequence values after the cursor"
+            )
+        end = event.server_sequence
+    return end
+
+
+def _close_reason(reason: str) -> str:
+    encoded = reason.encode("utf-8", "replace")[:_MAX_CLOSE_REASON_BYTES]
+    # Cutting may split a character: drop the broken tail rather than fail.
+    return encoded.decode("utf-8", "ignore")
