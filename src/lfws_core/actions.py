@@ -27,6 +27,8 @@ __all__ = [
     "EventsConfirmed",
     "EventsStored",
     "FetchEvents",
+    "HandshakeRejected",
+    "HttpRequestReceived",
     "ListRepositories",
     "MarkSynced",
     "OpenConnection",
@@ -72,6 +74,27 @@ class SendBytes:
 @dataclass(frozen=True, kw_only=True, slots=True)
 class CloseTransport:
     """Byte level: close the transport (TCP/TLS); the WebSocket is done."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class HttpRequestReceived:
+    """Byte level, server: a plain HTTP request (not an upgrade) arrived.
+
+    Answer with ``ServerConnection.send_http_response(...)``; the
+    connection ends after the response.
+    """
+
+    method: str
+    target: str
+    headers: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class HandshakeRejected:
+    """Byte level, server: the upgrade was refused with an HTTP ``status``."""
+
+    status: int
+    reason: str
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -320,5 +343,12 @@ ServerAction: TypeAlias = (
 )
 """Every action :class:`~lfws_core.server.ServerSession` emits."""
 
-Action: TypeAlias = ClientAction | ServerAction | SendBytes | CloseTransport
+Action: TypeAlias = (
+    ClientAction
+    | ServerAction
+    | SendBytes
+    | CloseTransport
+    | HttpRequestReceived
+    | HandshakeRejected
+)
 """Every action of the core."""

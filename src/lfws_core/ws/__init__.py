@@ -25,7 +25,7 @@ from .events import (
     UpgradeRequest,
     WsEvent,
 )
-from .server import ServerConfig, WsServer
+from .server import ServerConfig, WsServer, encode_server_text_frame
 from .state import WsState
 
 __all__ = [
@@ -43,5 +43,6 @@ __all__ = [
     "WsConnection",
     "WsEvent",
     "WsServer",
+    "encode_server_text_frame",
     "WsState",
 ]

@@ -21,6 +21,7 @@ from wsproto.utilities import generate_accept_token, normed_header_dict
 
 from ..errors import LocalProtocolError
 from ._connection import DEFAULT_MAX_MESSAGE_SIZE, WsConnection
+from ._frames import OP_TEXT, encode_frame
 from ._handshake import (
     DEFAULT_MAX_HANDSHAKE_SIZE,
     WEBSOCKET_VERSION,
@@ -33,7 +34,7 @@ from ._handshake import (
 from .events import HttpRequest, Rejected, UpgradeRequest, WsEvent
 from .state import WsState
 
-__all__ = ["ServerConfig", "WsServer"]
+__all__ = ["ServerConfig", "WsServer", "encode_server_text_frame"]
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -221,3 +222,12 @@ def _is_valid_key(key: bytes | None) -> bool:
         return len(base64.b64decode(key, validate=True)) == 16
     except binascii.Error:
         return False
+
+
+def encode_server_text_frame(text: str) -> bytes:
+    """Frame ``text`` as a server's (unmasked) text message.
+
+    Server frames carry no mask, so a broadcast framed once can be written
+    as is to every connection.
+    """
+    return encode_frame(OP_TEXT, text.encode())

@@ -1,0 +1,390 @@
+"""Byte-level connections: a protocol session over a WebSocket byte stream.
+
+:class:`ClientConnection` composes a :class:`~lfws_core.client.ClientSession`
+with a :class:`~lfws_core.ws.WsClient`, and :class:`ServerConnection` a
+:class:`~lfws_core.server.ServerSession` with a :class:`~lfws_core.ws.WsServer`.
+An adapter over raw sockets feeds them bytes and drains one ordered list of
+actions: the session's own actions, except that every ``SendMessage`` and
+``CloseConnection`` has become WebSocket bytes (``SendBytes``, consecutive
+writes coalesced into one) and ``CloseTransport`` once the transport should go.
+
+They also keep the session safe from stale news: once a session gave a
+connection up, nothing more from that WebSocket reaches it, so a late close
+of an old connection can never be mistaken for the loss of a new one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+
+from .actions import (
+    Action,
+    ClientAction,
+    CloseConnection,
+    CloseTransport,
+    HandshakeRejected,
+    HttpRequestReceived,
+    OpenConnection,
+    SendBytes,
+    SendMessage,
+    ServerAction,
+)
+from .client import ClientConfig, ClientSession
+from .errors import LocalProtocolError
+from .events import SyncEvent
+from .server import ServerConfig, ServerSession
+from .ws import (
+    Closed,
+    HttpRequest,
+    Opened,
+    Rejected,
+    TextMessage,
+    UpgradeRequest,
+    WsClient,
+    WsConnection,
+    WsEvent,
+    WsServer,
+    WsState,
+)
+from .ws import ServerConfig as WsServerConfig
+
+__all__ = ["CLOSE_TIMEOUT", "HANDSHAKE_TIMEOUT", "ClientConnection", "ServerConnection"]
+
+CLOSE_TIMEOUT = 5.0
+"""Seconds to wait for the peer's close frame before dropping the transport."""
+
+HANDSHAKE_TIMEOUT = 10.0
+"""Seconds a server waits for a complete opening handshake (slowloris guard)."""
+
+
+class _Output:
+    """The ordered actions of one connection, with adjacent writes coalesced."""
+
+    __slots__ = ("actions",)
+
+    def __init__(self) -> None:
+        self.actions: list[Action] = []
+
+    def write(self, data: bytes) -> None:
+        if not data:
+            return
+        actions = self.actions
+        if actions and type(last := actions[-1]) is SendBytes:
+            actions[-1] = SendBytes(data=last.data + data)
+        else:
+            actions.append(SendBytes(data=data))
+
+    def drain(self) -> list[Action]:
+        actions = self.actions
+        self.actions = []
+        return actions
+
+
+class ClientConnection:
+    """A :class:`ClientSession` driven by bytes.
+
+    ``random`` feeds the reconnect jitter, ``random_bytes`` the handshake
+    nonce and the frame masks; both come from the adapter, keeping this pure.
+    """
+
+    def __init__(
+        self,
+        config: ClientConfig,
+        *,
+        random: Callable[[], float],
+        random_bytes: Callable[[int], bytes],
+        cursors: Mapping[str, int] | None = None,
+        max_message_size: int = 1 << 20,
+        close_timeout: float = CLOSE_TIMEOUT,
+    ) -> None:
+        self.session = ClientSession(config, random=random, cursors=cursors or {})
+        """The message-level session; commands go to it directly."""
+        self._random_bytes = random_bytes
+        self._max_message_size = max_message_size
+        self._close_timeout = close_timeout
+        self._target: OpenConnection | None = None
+        self._ws: WsClient | None = None
+        self._attached = False  # whether the session still owns self._ws
+        self._close_deadline: float | None = None
+        self._out = _Output()
+
+    # --- the adapter's side -------------------------------------------------
+
+    def transport_made(self, now: float) -> None:
+        """Report the transport (TCP, TLS) to the last ``OpenConnection`` up."""
+        target = self._target
+        if target is None:
+            raise LocalProtocolError("no connection was requested")
+        self._target = None
+        default_port = 443 if target.secure else 80
+        host = f"[{target.host}]" if ":" in target.host else target.host
+        if target.port != default_port:
+            host = f"{host}:{target.port}"
+        self._ws = WsClient(
+            host=host,
+            random_bytes=self._random_bytes,
+            target=target.resource,
+            headers=target.headers,
+            max_message_size=self._max_message_size,
+        )
+        self._attached = True
+        self._close_deadline = None
+        self._out.write(self._ws.data_to_send())
+
+    def transport_failed(self, now: float, reason: str) -> None:
+        """Report that the transport could not be opened."""
+        self._target = None
+        self.session.connection_failed(now, reason)
+
+    def receive_data(self, data: bytes, now: float) -> None:
+        """Feed bytes from the transport; ``b""`` means end of input."""
+        ws = self._ws
+        if ws is None:
+            return
+        for event in ws.receive_data(data):
+            if self._attached:
+                self._forward(event, now)
+        self._flush(ws)
+
+    def transport_lost(self, now: float, reason: str) -> None:
+        """Report the transport gone (reset, EOF after close, ...)."""
+        ws = self._ws
+        self._ws = None
+        self._close_deadline = None
+        if ws is not None and self._attached:
+            self._attached = False
+            self.session.connection_lost(now, reason)
+
+    def next_deadline(self) -> float | None:
+        """Return the earliest instant :meth:`handle_timer` must be called, if any."""
+        deadline = self.session.next_deadline()
+        close = self._close_deadline
+        if close is not None and (deadline is None or close < deadline):
+            return close
+        return deadline
+
+    def handle_timer(self, now: float) -> None:
+        """Fire what is due: the session's timers and the close timeout."""
+        if self._close_deadline is not None and self._close_deadline <= now:
+            self._close_deadline = None
+            self._ws = None
+            self._out.actions.append(CloseTransport())
+        self.session.handle_timer(now)
+
+    def drain_actions(self, now: float) -> list[Action]:
+        """Return the actions to carry out, in order (bytes already framed).
+
+        ``now`` dates the close timeout of a close the session asked for.
+        """
+        for action in self.session.drain_actions():
+            self._translate(action, now)
+        return self._out.drain()
+
+    # --- internals ------------------------------------------------------------
+
+    def _forward(self, event: WsEvent, now: float) -> None:
+        session = self.session
+        if type(event) is TextMessage:
+            session.receive_text(event.text, now)
+        elif isinstance(event, Opened):
+            session.connection_made(now)
+        elif isinstance(event, Rejected):
+            self._attached = False
+            session.connection_failed(now, f"handshake refused: HTTP {event.status} {event.reason}")
+        elif isinstance(event, Closed):
+            self._attached = False
+            session.connection_lost(now, event.reason or "closed", event.code)
+
+    def _flush(self, ws: WsConnection) -> None:
+        self._out.write(ws.data_to_send())
+        if ws.transport_should_close and self._ws is ws:
+            self._ws = None
+            self._close_deadline = None
+            self._out.actions.append(CloseTransport())
+
+    def _translate(self, action: ClientAction, now: float) -> None:
+        ws = self._ws
+        if type(action) is SendMessage:
+            if ws is not None and self._attached and ws.state is WsState.OPEN:
+                ws.send_text(action.text)
+                self._out.write(ws.data_to_send())
+        elif isinstance(action, CloseConnection):
+            # The close handshake runs on with the old WebSocket; its end (or
+            # the timeout) closes the transport, and the session never hears.
+            self._attached = False
+            if ws is not None and ws.state is WsState.OPEN:
+                ws.close(action.code, action.reason)
+                self._out.write(ws.data_to_send())
+                self._close_deadline = now + self._close_timeout
+            elif ws is not None:
+                self._ws = None
+                self._out.actions.append(CloseTransport())
+        elif isinstance(action, OpenConnection):
+            if ws is not None:  # an old close handshake is cut short
+                self._ws = None
+                self._close_deadline = None
+                self._out.actions.append(CloseTransport())
+            self._target = action
+            self._out.actions.append(action)
+        else:
+            self._out.actions.append(action)
+
+
+class ServerConnection:
+    """A :class:`ServerSession` driven by bytes, from the first request byte.
+
+    The opening handshake must complete within ``handshake_timeout`` seconds
+    of :meth:`transport_made`; a valid upgrade is accepted and the session
+    starts. Plain HTTP requests surface as ``HttpRequestReceived`` for the
+    adapter to answer with :meth:`send_http_response`.
+    """
+
+    def __init__(
+        self,
+        config: ServerConfig | None = None,
+        ws_config: WsServerConfig | None = None,
+        *,
+        handshake_timeout: float = HANDSHAKE_TIMEOUT,
+        close_timeout: float = CLOSE_TIMEOUT,
+    ) -> None:
+        self._config = config or ServerConfig()
+        self._ws: WsServer | None = WsServer(ws_config)
+        self.session: ServerSession | None = None
+        """The message-level session, once the upgrade was accepted."""
+        self._handshake_timeout = handshake_timeout
+        self._close_timeout = close_timeout
+        self._deadline: float | None = None  # handshake or close timeout
+        self._out = _Output()
+        self._frames: dict[int, bytes] = {}
+
+    def transport_made(self, now: float) -> None:
+        """Report the transport accepted: the handshake timeout starts."""
+        self._deadline = now + self._handshake_timeout
+
+    def receive_data(self, data: bytes, now: float) -> None:
+        """Feed bytes from the transport; ``b""`` means end of input."""
+        ws = self._ws
+        if ws is None:
+            return
+        self._handle(ws, ws.receive_data(data), now)
+
+    def transport_lost(self, now: float) -> None:
+        """Report the transport gone."""
+        self._ws = None
+        self._deadline = None
+        if self.session is not None:
+            self.session.connection_lost(now)
+
+    def send_http_response(
+        self, status: int, headers: Iterable[tuple[str, str]] = (), body: bytes = b""
+    ) -> None:
+        """Answer an ``HttpRequestReceived``; the transport closes after it."""
+        ws = self._ws
+        if ws is None:
+            raise LocalProtocolError("the connection is gone")
+        ws.send_http_response(status, headers, body)
+        self._flush(ws)
+
+    def deliver(
+        self,
+        repository: str,
+        events: Sequence[SyncEvent],
+        now: float,
+        *,
+        text: str,
+        frame: bytes,
+    ) -> bool:
+        """Send a broadcast ``events`` message, framed once for every connection.
+
+        ``text`` is the encoded message and ``frame`` its WebSocket frame from
+        :func:`~lfws_core.ws.encode_server_text_frame` (server frames are not
+        masked, so one frame serves every connection). Returns whether the
+        session sent it (only authenticated sessions receive broadcasts).
+        """
+        session = self.session
+        if session is None or not session.deliver(repository, events, now, text=text):
+            return False
+        # The pending SendMessage holds ``text`` alive, so its id is unique
+        # until that action is translated.
+        self._frames[id(text)] = frame
+        return True
+
+    def next_deadline(self) -> float | None:
+        """Return the earliest instant :meth:`handle_timer` must be called, if any."""
+        deadline = self.session.next_deadline() if self.session is not None else None
+        own = self._deadline
+        if own is not None and (deadline is None or own < deadline):
+            return own
+        return deadline
+
+    def handle_timer(self, now: float) -> None:
+        """Fire what is due: the handshake or close timeout, the session's timers."""
+        if self._deadline is not None and self._deadline <= now:
+            self._deadline = None
+            self._ws = None
+            self._out.actions.append(CloseTransport())
+            if self.session is not None:
+                self.session.connection_lost(now)
+        if self.session is not None:
+            self.session.handle_timer(now)
+
+    def drain_actions(self, now: float) -> list[Action]:
+        """Return the actions to carry out, in order (bytes already framed)."""
+        if self.session is not None:
+            for action in self.session.drain_actions():
+                self._translate(action, now)
+        return self._out.drain()
+
+    def _handle(self, ws: WsServer, events: list[WsEvent], now: float) -> None:
+        for event in events:
+            session = self.session
+            if type(event) is TextMessage:
+                if session is not None:
+                    session.receive_text(event.text, now)
+            elif isinstance(event, UpgradeRequest):
+                self._deadline = None
+                session = self.session = ServerSession(
+                    self._config, handshake_headers=event.headers
+                )
+                early = ws.accept()
+                session.connection_made(now)
+                self._handle(ws, early, now)
+            elif isinstance(event, HttpRequest):
+                self._deadline = None
+                self._out.actions.append(
+                    HttpRequestReceived(
+                        method=event.method, target=event.target, headers=event.headers
+                    )
+                )
+            elif isinstance(event, Rejected):
+                self._out.actions.append(
+                    HandshakeRejected(status=event.status, reason=event.reason)
+                )
+            elif isinstance(event, Closed) and session is not None:
+                session.connection_lost(now)
+        self._flush(ws)
+
+    def _flush(self, ws: WsServer) -> None:
+        self._out.write(ws.data_to_send())
+        if ws.transport_should_close and self._ws is ws:
+            self._ws = None
+            self._deadline = None
+            self._out.actions.append(CloseTransport())
+
+    def _translate(self, action: ServerAction, now: float) -> None:
+        ws = self._ws
+        if type(action) is SendMessage:
+            frame = self._frames.pop(id(action.text), None)
+            if ws is not None and ws.state is WsState.OPEN:
+                if frame is None:
+                    ws.send_text(action.text)
+                    self._out.write(ws.data_to_send())
+                else:
+                    self._out.write(frame)
+        elif isinstance(action, CloseConnection):
+            if ws is not None and ws.state is WsState.OPEN:
+                ws.close(action.code, action.reason)
+                self._out.write(ws.data_to_send())
+                self._deadline = now + self._close_timeout
+        else:
+            self._out.actions.append(action)
