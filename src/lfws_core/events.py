@@ -28,9 +28,7 @@ __all__ = [
     "parse_timestamp",
 ]
 
-JsonValue: TypeAlias = (
-    "None | bool | int | float | str | list[JsonValue] | dict[str, JsonValue]"
-)
+JsonValue: TypeAlias = "bool | int | float | str | list[JsonValue] | dict[str, JsonValue] | None"
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # Dates outside what datetime can hold are rejected rather than clamped.
@@ -51,19 +49,18 @@ class Operation(enum.IntEnum):
 
         Raises :class:`InvalidMessage` for anything else.
         """
-        if isinstance(value, bool):
+        if isinstance(value, bool) or not isinstance(value, (int, str)):
             raise InvalidMessage("_operation must be 0, 1, 2 or an operation name")
-        if isinstance(value, int):
-            try:
-                return cls(value)
-            except ValueError:
-                raise InvalidMessage(f"unknown _operation {value}") from None
-        if isinstance(value, str):
-            try:
-                return cls[value.upper()]
-            except KeyError:
-                raise InvalidMessage(f"unknown _operation {value!r}") from None
-        raise InvalidMessage("_operation must be 0, 1, 2 or an operation name")
+        try:
+            return _OPERATIONS[value.upper() if isinstance(value, str) else value]
+        except KeyError:
+            raise InvalidMessage(f"unknown _operation {value!r}") from None
+
+
+# A plain dict lookup: calling the enum is several times slower, on the hot path.
+_OPERATIONS: dict[int | str, Operation] = {
+    key: operation for operation in Operation for key in (operation.value, operation.name)
+}
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -98,12 +95,17 @@ class SyncEvent:
 def format_timestamp(value: datetime) -> str:
     """Format a UTC instant as Dart's ``toUtc().toIso8601String()`` does.
 
-    Milliseconds are always written; microseconds only when not zero.
+    Milliseconds are always written; microseconds only when not zero. A
+    naive value is taken as UTC, as :func:`parse_timestamp` does.
     """
-    value = value.astimezone(UTC)
-    text = value.strftime("%Y-%m-%dT%H:%M:%S")
+    # astimezone() would read a naive value in the machine's local time zone.
+    value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
     millis, micros = divmod(value.microsecond, 1000)
-    text += f".{millis:03d}"
+    # Not strftime: it does not zero-pad years before 1000 on every platform.
+    text = (
+        f"{value.year:04d}-{value.month:02d}-{value.day:02d}"
+        f"T{value.hour:02d}:{value.minute:02d}:{value.second:02d}.{millis:03d}"
+    )
     if micros:
         text += f"{micros:03d}"
     return text + "Z"
@@ -140,6 +142,23 @@ _KNOWN_FIELDS = frozenset(
     {"_event_id", "_operation", "_created_at", "_data", "_data_id", "serverSequence"}
 )
 
+# The field names of Dart local_first before 0.8, which the Dart reference
+# server still writes. Read only where the current name is absent; never written.
+_LEGACY_NAMES = {
+    "eventId": "_event_id",
+    "operation": "_operation",
+    "createdAt": "_created_at",
+    "data": "_data",
+    "dataId": "_data_id",
+}
+
+
+def _with_current_names(obj: dict[str, JsonValue]) -> dict[str, JsonValue]:
+    if _LEGACY_NAMES.keys().isdisjoint(obj):
+        return obj
+    renamed = {old: new for old, new in _LEGACY_NAMES.items() if old in obj and new not in obj}
+    return {renamed.get(key, key): value for key, value in obj.items()}
+
 
 def _required_string(obj: Mapping[str, object], key: str) -> str:
     if key not in obj:
@@ -156,9 +175,12 @@ def event_from_json(obj: object) -> SyncEvent:
     """Build a :class:`SyncEvent` from its decoded JSON object.
 
     Validates every field; raises :class:`InvalidMessage` with the reason.
+    The pre-0.8 Dart names (``eventId``, ``operation``, ``createdAt``,
+    ``data``, ``dataId``) are read in place of absent current names.
     """
     if not isinstance(obj, dict):
         raise InvalidMessage("an event must be a JSON object")
+    obj = _with_current_names(obj)
     event_id = _required_string(obj, "_event_id")
     data_id = _required_string(obj, "_data_id")
     if "_operation" not in obj:
