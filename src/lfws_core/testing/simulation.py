@@ -56,6 +56,7 @@ class SimulationConfig:
     latency: tuple[float, float] = (0.001, 0.05)
     max_clock_skew: float = 0.5
     drop_rate: float = 0.02
+    drop_after_push: float = 0.05
     stall_rate: float = 0.005
     offline_rate: float = 0.01
     offline_time: tuple[float, float] = (1.0, 15.0)
@@ -344,9 +345,15 @@ class _Simulation:
         client.replica.record_local(repository, event)
         if client.session.push(repository, event, self.now) is PushResult.FAILED:
             self.fail(f"client {client.index}: push of {event.event_id} failed")
+        if self.rng.chance(config.drop_after_push):
+            # Cut while the push or its ack is in flight: the replay path.
+            self.at(
+                self.now + self.rng.uniform(0, 3 * config.latency[1]), lambda: self.drop(client)
+            )
 
     def restart_client(self, client: _Client) -> None:
         """Crash a client: the session is gone, the durable replica and outbox stay."""
+        self.report.faults["client restart"] += 1
         if client.link is not None:
             self.cut(client.link, "client crashed", tell_client=False, tell_server=True)
         client.session = self._new_session(dict(client.replica.cursors))
@@ -355,37 +362,51 @@ class _Simulation:
             client.session.push(repository, event, self.now)
 
     def restart_server(self) -> None:
+        self.report.faults["server restart"] += 1
         config = self.config
         self.server_up_at = self.now + self.rng.uniform(*config.server_down_time)
         for link in list(self.links):
             self.cut(link, "server restarted", tell_client=True, tell_server=False)
 
+    def drop(self, client: _Client) -> None:
+        if client.link is not None:
+            self.report.faults["drop"] += 1
+            self.cut(client.link, "connection reset", tell_client=True, tell_server=True)
+
+    def stall(self, client: _Client) -> None:
+        if client.link is not None:
+            self.report.faults["half-open"] += 1
+            client.link.silent = True
+
+    def go_offline(self, client: _Client) -> None:
+        self.report.faults["offline"] += 1
+        client.offline_until = self.now + self.rng.uniform(*self.config.offline_time)
+        if client.link is not None:
+            self.cut(client.link, "went offline", tell_client=True, tell_server=False)
+
     def chaos(self) -> None:
-        """Once a virtual second: edits and faults drawn from the seed."""
+        """Once a virtual second: draw edits and faults, each at a random instant.
+
+        Random instants matter: a fault must be able to strike while a push
+        or its ack is in flight, which is where replays come from.
+        """
         if not self.faulty:
             return
         config = self.config
         for client in self.clients:
-            if self.rng.chance(config.edit_rate):
-                self.edit(client)
-            link = client.link
-            if link is not None and self.rng.chance(config.drop_rate):
-                self.report.faults["drop"] += 1
-                self.cut(link, "connection reset", tell_client=True, tell_server=True)
-            elif link is not None and self.rng.chance(config.stall_rate):
-                self.report.faults["half-open"] += 1
-                link.silent = True
-            if self.rng.chance(config.offline_rate):
-                self.report.faults["offline"] += 1
-                client.offline_until = self.now + self.rng.uniform(*config.offline_time)
-                if client.link is not None:
-                    self.cut(client.link, "went offline", tell_client=True, tell_server=False)
-            if self.rng.chance(config.client_restart_rate):
-                self.report.faults["client restart"] += 1
-                self.restart_client(client)
+            draws: list[tuple[float, Callable[[_Client], None]]] = [
+                (config.edit_rate, self.edit),
+                (config.edit_rate / 2, self.edit),
+                (config.drop_rate, self.drop),
+                (config.stall_rate, self.stall),
+                (config.offline_rate, self.go_offline),
+                (config.client_restart_rate, self.restart_client),
+            ]
+            for probability, fault in draws:
+                if self.rng.chance(probability):
+                    self.at(self.now + self.rng.random(), lambda f=fault, c=client: f(c))
         if self.rng.chance(config.server_restart_rate):
-            self.report.faults["server restart"] += 1
-            self.restart_server()
+            self.at(self.now + self.rng.random(), self.restart_server)
         self.at(self.now + 1.0, self.chaos)
 
     # --- the run ----------------------------------------------------------
