@@ -56,6 +56,19 @@ CLOSE_TIMEOUT = 5.0
 HANDSHAKE_TIMEOUT = 10.0
 """Seconds a server waits for a complete opening handshake (slowloris guard)."""
 
+# RFC 6455 §5.5: a close payload is at most 125 bytes, 2 of them the code.
+_MAX_CLOSE_REASON_BYTES = 123
+
+
+def _close_reason(reason: str) -> str:
+    """Fit ``reason`` into a close frame (123 bytes of UTF-8, RFC 6455 §5.5).
+
+    A client's reasons can quote the server (``catch-up failed: <error>``):
+    a long one must not make the close itself fail.
+    """
+    encoded = reason.encode("utf-8", "replace")[:_MAX_CLOSE_REASON_BYTES]
+    return encoded.decode("utf-8", "ignore")  # a character cut in half is dropped
+
 
 class _Output:
     """The ordered actions of one connection, with adjacent writes coalesced."""
@@ -85,6 +98,9 @@ class ClientConnection:
 
     ``random`` feeds the reconnect jitter, ``random_bytes`` the handshake
     nonce and the frame masks; both come from the adapter, keeping this pure.
+    ``CloseTransport`` also means "give up the transport still being opened"
+    (the session gave the attempt up first, e.g. on its connect timeout);
+    after it, nothing more is reported about that transport.
     """
 
     def __init__(
@@ -213,11 +229,12 @@ class ClientConnection:
             # the timeout) closes the transport, and the session never hears.
             self._attached = False
             if ws is not None and ws.state is WsState.OPEN:
-                ws.close(action.code, action.reason)
+                ws.close(action.code, _close_reason(action.reason))
                 self._out.write(ws.data_to_send())
                 self._close_deadline = now + self._close_timeout
-            elif ws is not None:
-                self._ws = None
+            elif ws is not None or self._target is not None:
+                # A handshake or a transport still opening is abandoned.
+                self._ws = self._target = None
                 self._out.actions.append(CloseTransport())
         elif isinstance(action, OpenConnection):
             if ws is not None:  # an old close handshake is cut short
@@ -383,7 +400,7 @@ class ServerConnection:
                     self._out.write(frame)
         elif isinstance(action, CloseConnection):
             if ws is not None and ws.state is WsState.OPEN:
-                ws.close(action.code, action.reason)
+                ws.close(action.code, _close_reason(action.reason))
                 self._out.write(ws.data_to_send())
                 self._deadline = now + self._close_timeout
         else:

@@ -6,6 +6,9 @@
   id, a ``serverSequence`` per repository, fetch by cursor.
 * :class:`MemoryReplica` — a client's local store in memory: documents merged
   by the core's last-writer-wins rule, and an outbox of unsynced events.
+* :class:`ClientServerPair` — clients and a server joined by in-memory
+  byte transports on a fake clock, answering from a :class:`MemoryEventLog`
+  (:class:`PairClient` and :class:`ByteLink` are its parts).
 * :mod:`lfws_core.testing.simulation` — the deterministic simulation: several
   clients and a server on a faulty network with a virtual clock.
 """
@@ -13,7 +16,15 @@
 from __future__ import annotations
 
 from .memory_log import MemoryEventLog
+from .pair import ByteLink, ClientServerPair, PairClient
 from .prng import SplitMix64
 from .replica import MemoryReplica
 
-__all__ = ["MemoryEventLog", "MemoryReplica", "SplitMix64"]
+__all__ = [
+    "ByteLink",
+    "ClientServerPair",
+    "MemoryEventLog",
+    "MemoryReplica",
+    "PairClient",
+    "SplitMix64",
+]

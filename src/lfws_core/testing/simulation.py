@@ -19,6 +19,7 @@ replica must converge to the server's log, and along the way:
 
 from __future__ import annotations
 
+import functools
 import heapq
 from collections import Counter
 from collections.abc import Callable
@@ -404,7 +405,7 @@ class _Simulation:
             ]
             for probability, fault in draws:
                 if self.rng.chance(probability):
-                    self.at(self.now + self.rng.random(), lambda f=fault, c=client: f(c))
+                    self.at(self.now + self.rng.random(), functools.partial(fault, client))
         if self.rng.chance(config.server_restart_rate):
             self.at(self.now + self.rng.random(), self.restart_server)
         self.at(self.now + 1.0, self.chaos)

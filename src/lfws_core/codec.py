@@ -1,0 +1,342 @@
+"""Protocol messages to JSON text and back, in the v1 (Dart) wire forms.
+
+:func:`encode_message` writes compact JSON with non-ASCII characters as is;
+:func:`decode_message` is the one decoder for both directions and raises
+:class:`~lfws_core.errors.InvalidMessage`, and nothing else, with a precise
+reason. The JSON grammar is strict (see :class:`JsonBackend`); on top of it
+every message is checked field by field:
+
+* ``type`` must name a known message.
+* Repositories are non-empty strings; event ids too.
+* ``afterSequence`` and ``count`` are integers >= 0, ``limit`` >= 1 (a JSON
+  ``true`` is not an integer).
+* An optional field may be absent or ``null``; both read as "not given".
+* Unknown fields are ignored (a newer peer may add some), except in ``auth``,
+  where every other field is a header whose value must be a string, and in
+  ``request_events``, where they are the sync filter.
+
+Both backends give the same text for a message, the same message for a text,
+and reject the same texts. Message payloads (event data, filters) must be
+JSON values the decoder would accept: the encoder does not check them again,
+since most events it writes were checked when they were decoded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, TypeAlias
+
+from ._json import DEFAULT_BACKEND, MAX_DEPTH, ORJSON, STDLIB_JSON, JsonBackend
+from .errors import InvalidMessage, LocalProtocolError
+from .events import JsonValue, SyncEvent, event_from_json, event_to_json
+from .messages import (
+    Ack,
+    Auth,
+    AuthSuccess,
+    Error,
+    Events,
+    EventsReceived,
+    Message,
+    Ping,
+    Pong,
+    PushEvent,
+    PushEventsBatch,
+    RequestAllEvents,
+    RequestEvents,
+    SyncComplete,
+)
+
+__all__ = [
+    "DEFAULT_BACKEND",
+    "JsonBackend",
+    "MAX_DEPTH",
+    "ORJSON",
+    "STDLIB_JSON",
+    "decode_message",
+    "encode_message",
+]
+
+_Object: TypeAlias = dict[str, JsonValue]
+
+
+# --- decoding ----------------------------------------------------------------
+
+
+def _invalid(obj: _Object, key: str, expected: str) -> InvalidMessage:
+    if key not in obj:
+        return InvalidMessage(f"{obj['type']} is missing {key}")
+    return InvalidMessage(f"{obj['type']} {key} must be {expected}")
+
+
+def _repository(obj: _Object) -> str:
+    value = obj.get("repository")
+    if type(value) is str and value:
+        return value
+    raise _invalid(obj, "repository", "a non-empty string")
+
+
+def _optional_repository(obj: _Object) -> str | None:
+    return None if obj.get("repository") is None else _repository(obj)
+
+
+def _count(obj: _Object, key: str, minimum: int) -> int:
+    value = obj.get(key)
+    if type(value) is int and value >= minimum:
+        return value
+    raise _invalid(obj, key, f"an integer >= {minimum}")
+
+
+def _optional_count(obj: _Object, key: str, minimum: int) -> int | None:
+    return None if obj.get(key) is None else _count(obj, key, minimum)
+
+
+def _events(obj: _Object) -> tuple[SyncEvent, ...]:
+    value = obj.get("events")
+    if type(value) is not list:
+        raise _invalid(obj, "events", "a list of events")
+    try:
+        return tuple([event_from_json(item) for item in value])
+    except InvalidMessage as exc:
+        raise InvalidMessage(f"{obj['type']} events: {exc.reason}") from None
+
+
+def _ids(where: str, value: JsonValue) -> tuple[str, ...]:
+    if type(value) is list and all(type(item) is str and item for item in value):
+        return tuple(value)  # type: ignore[arg-type]  # checked just above
+    raise InvalidMessage(f"{where} must be a list of non-empty strings")
+
+
+def _decode_auth(obj: _Object) -> Auth:
+    token = obj.get("token")
+    if not (token is None or isinstance(token, str)):
+        raise InvalidMessage("auth token must be a string or null")
+    headers: dict[str, str] = {}
+    for key, value in obj.items():
+        if key in _AUTH_FIELDS:
+            continue
+        if not isinstance(value, str):
+            raise InvalidMessage(f"auth header {key[:40]!r} must be a string")
+        headers[key] = value
+    return Auth(token=token, headers=headers)
+
+
+def _decode_push_event(obj: _Object) -> PushEvent:
+    repository = _repository(obj)
+    if "event" not in obj:
+        raise InvalidMessage("push_event is missing event")
+    try:
+        event = event_from_json(obj["event"])
+    except InvalidMessage as exc:
+        raise InvalidMessage(f"push_event event: {exc.reason}") from None
+    return PushEvent(repository=repository, event=event)
+
+
+def _decode_push_events_batch(obj: _Object) -> PushEventsBatch:
+    return PushEventsBatch(repository=_repository(obj), events=_events(obj))
+
+
+def _decode_request_events(obj: _Object) -> RequestEvents:
+    return RequestEvents(
+        repository=_repository(obj),
+        after_sequence=_optional_count(obj, "afterSequence", 0),
+        limit=_optional_count(obj, "limit", 1),
+        filter={key: value for key, value in obj.items() if key not in _REQUEST_EVENTS_FIELDS},
+    )
+
+
+def _decode_request_all_events(obj: _Object) -> RequestAllEvents:
+    return RequestAllEvents(repository=_optional_repository(obj))
+
+
+def _decode_events_received(obj: _Object) -> EventsReceived:
+    return EventsReceived(repository=_repository(obj), count=_count(obj, "count", 0))
+
+
+def _decode_events(obj: _Object) -> Events:
+    return Events(repository=_repository(obj), events=_events(obj))
+
+
+def _decode_ack(obj: _Object) -> Ack:
+    if "eventIds" not in obj:
+        raise InvalidMessage("ack is missing eventIds")
+    event_ids = _ids("ack eventIds", obj["eventIds"])
+    by_repository = obj.get("repositories")
+    if by_repository is None:
+        return Ack(event_ids=event_ids)
+    if type(by_repository) is not dict:
+        raise _invalid(obj, "repositories", "an object")
+    repositories: dict[str, tuple[str, ...]] = {}
+    for name, ids in by_repository.items():
+        if not name:
+            raise InvalidMessage("ack repositories must not have an empty name")
+        repositories[name] = _ids(f"ack repositories[{name[:40]!r}]", ids)
+    return Ack(event_ids=event_ids, repositories=repositories)
+
+
+def _decode_sync_complete(obj: _Object) -> SyncComplete:
+    return SyncComplete(repository=_optional_repository(obj))
+
+
+def _decode_error(obj: _Object) -> Error:
+    message = obj.get("message")
+    if type(message) is not str:
+        raise _invalid(obj, "message", "a string")
+    return Error(message=message)
+
+
+_AUTH_FIELDS = frozenset({"type", "token"})
+_REQUEST_EVENTS_FIELDS = frozenset({"type", "repository", "afterSequence", "limit"})
+
+_DECODERS: dict[str, Callable[[_Object], Message]] = {
+    "auth": _decode_auth,
+    "push_event": _decode_push_event,
+    "push_events_batch": _decode_push_events_batch,
+    "request_events": _decode_request_events,
+    "request_all_events": _decode_request_all_events,
+    "events_received": _decode_events_received,
+    "ping": lambda obj: Ping(),
+    "pong": lambda obj: Pong(),
+    "auth_success": lambda obj: AuthSuccess(),
+    "events": _decode_events,
+    "ack": _decode_ack,
+    "sync_complete": _decode_sync_complete,
+    "error": _decode_error,
+}
+
+
+def decode_message(data: str | bytes, *, backend: JsonBackend | None = None) -> Message:
+    """Decode one text frame (``str``, or UTF-8 ``bytes``) into a message.
+
+    Raises :class:`~lfws_core.errors.InvalidMessage`, and nothing else, when
+    ``data`` is not one valid protocol message; ``reason`` says why.
+    ``backend`` defaults to :data:`DEFAULT_BACKEND`.
+    """
+    obj = (DEFAULT_BACKEND if backend is None else backend).loads(data)
+    if type(obj) is not dict:
+        raise InvalidMessage("a message must be a JSON object")
+    kind = obj.get("type")
+    if type(kind) is not str:
+        if kind is None and "type" not in obj:
+            raise InvalidMessage("message is missing type")
+        raise InvalidMessage("message type must be a string")
+    decoder = _DECODERS.get(kind)
+    if decoder is None:
+        raise InvalidMessage(f"unknown message type {kind[:40]!r}")
+    return decoder(obj)
+
+
+# --- encoding ----------------------------------------------------------------
+
+
+def _reject_clashes(fields: Mapping[str, object], reserved: frozenset[str], what: str) -> None:
+    if not reserved.isdisjoint(fields):
+        clash = min(reserved.intersection(fields))
+        raise LocalProtocolError(f"{what} {clash!r} clashes with a protocol field")
+
+
+def _encode_auth(message: Auth) -> _Object:
+    _reject_clashes(message.headers, _AUTH_FIELDS, "auth header")
+    obj: _Object = {"type": "auth"}
+    if message.token is not None:
+        obj["token"] = message.token
+    obj.update(message.headers)
+    return obj
+
+
+def _encode_push_event(message: PushEvent) -> _Object:
+    return {
+        "type": "push_event",
+        "repository": message.repository,
+        "event": event_to_json(message.event),
+    }
+
+
+def _encode_push_events_batch(message: PushEventsBatch) -> _Object:
+    return {
+        "type": "push_events_batch",
+        "repository": message.repository,
+        "events": [event_to_json(event) for event in message.events],
+    }
+
+
+def _encode_request_events(message: RequestEvents) -> _Object:
+    _reject_clashes(message.filter, _REQUEST_EVENTS_FIELDS, "request_events filter field")
+    obj: _Object = {"type": "request_events", "repository": message.repository}
+    if message.after_sequence is not None:
+        obj["afterSequence"] = message.after_sequence
+    if message.limit is not None:
+        obj["limit"] = message.limit
+    obj.update(message.filter)
+    return obj
+
+
+def _encode_request_all_events(message: RequestAllEvents) -> _Object:
+    if message.repository is None:
+        return {"type": "request_all_events"}
+    return {"type": "request_all_events", "repository": message.repository}
+
+
+def _encode_events_received(message: EventsReceived) -> _Object:
+    return {
+        "type": "events_received",
+        "repository": message.repository,
+        "count": message.count,
+    }
+
+
+def _encode_events(message: Events) -> _Object:
+    return {
+        "type": "events",
+        "repository": message.repository,
+        "events": [event_to_json(event) for event in message.events],
+    }
+
+
+def _encode_ack(message: Ack) -> _Object:
+    return {
+        "type": "ack",
+        "eventIds": list(message.event_ids),
+        "repositories": {name: list(ids) for name, ids in message.repositories.items()},
+    }
+
+
+def _encode_sync_complete(message: SyncComplete) -> _Object:
+    if message.repository is None:
+        return {"type": "sync_complete"}
+    return {"type": "sync_complete", "repository": message.repository}
+
+
+def _encode_error(message: Error) -> _Object:
+    return {"type": "error", "message": message.message}
+
+
+# Any: each encoder takes its own message class, which the key guarantees.
+_ENCODERS: dict[type[Message], Callable[[Any], _Object]] = {
+    Auth: _encode_auth,
+    PushEvent: _encode_push_event,
+    PushEventsBatch: _encode_push_events_batch,
+    RequestEvents: _encode_request_events,
+    RequestAllEvents: _encode_request_all_events,
+    EventsReceived: _encode_events_received,
+    Ping: lambda message: {"type": "ping"},
+    Pong: lambda message: {"type": "pong"},
+    AuthSuccess: lambda message: {"type": "auth_success"},
+    Events: _encode_events,
+    Ack: _encode_ack,
+    SyncComplete: _encode_sync_complete,
+    Error: _encode_error,
+}
+
+
+def encode_message(message: Message, *, backend: JsonBackend | None = None) -> str:
+    """Encode ``message`` as compact JSON text in its v1 wire form.
+
+    Raises :class:`~lfws_core.errors.LocalProtocolError` for an object that
+    is not a message, a header or filter field named like a protocol field,
+    or a payload JSON cannot carry. ``backend`` defaults to
+    :data:`DEFAULT_BACKEND`.
+    """
+    encoder = _ENCODERS.get(type(message))
+    if encoder is None:
+        raise LocalProtocolError(f"not a protocol message: {type(message).__name__}")
+    return (DEFAULT_BACKEND if backend is None else backend).dumps(encoder(message))

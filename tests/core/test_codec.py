@@ -1,0 +1,527 @@
+"""The message codec: wire forms, round trips, and one grammar on both backends."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import UTC, datetime
+
+import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+from tests.strategies import json_values, messages
+
+from lfws_core import _json
+from lfws_core.codec import (
+    DEFAULT_BACKEND,
+    MAX_DEPTH,
+    ORJSON,
+    STDLIB_JSON,
+    JsonBackend,
+    decode_message,
+    encode_message,
+)
+from lfws_core.errors import InvalidMessage, LocalProtocolError
+from lfws_core.events import Operation, SyncEvent
+from lfws_core.messages import (
+    Ack,
+    Auth,
+    AuthSuccess,
+    Error,
+    Events,
+    EventsReceived,
+    Message,
+    Ping,
+    Pong,
+    PushEvent,
+    PushEventsBatch,
+    RequestAllEvents,
+    RequestEvents,
+    SyncComplete,
+)
+
+NO_ORJSON = "orjson is not installed (pip install 'lfws[fast]')"
+BACKENDS = [
+    pytest.param(STDLIB_JSON, id="json"),
+    pytest.param(ORJSON, id="orjson", marks=pytest.mark.skipif(ORJSON is None, reason=NO_ORJSON)),
+]
+needs_orjson = pytest.mark.skipif(ORJSON is None, reason=NO_ORJSON)
+
+WHEN = datetime(2024, 5, 1, 12, 34, 56, 789000, tzinfo=UTC)
+EVENT = SyncEvent(
+    event_id="0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b",
+    operation=Operation.INSERT,
+    data_id="d1",
+    created_at=WHEN,
+    data={"title": "Buy milk"},
+)
+EVENT_JSON = (
+    '{"_event_id":"0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b","_operation":0,'
+    '"_created_at":"2024-05-01T12:34:56.789Z","_data_id":"d1","_data":{"title":"Buy milk"}}'
+)
+
+
+def outcome(backend: JsonBackend, data: str | bytes) -> tuple[str, object]:
+    """What decoding ``data`` gives; any exception but InvalidMessage escapes."""
+    try:
+        return ("message", decode_message(data, backend=backend))
+    except InvalidMessage as exc:
+        return ("invalid", exc.reason)
+
+
+def wire(kind: str, **fields: object) -> str:
+    """A message as compact JSON text (``fields`` may hold invalid values)."""
+    return json.dumps({"type": kind, **fields}, separators=(",", ":"), ensure_ascii=False)
+
+
+def with_x(value: str) -> str:
+    return f'{{"type":"ping","x":{value}}}'
+
+
+def assert_backends_agree(data: str | bytes) -> None:
+    """Same message, or same reason: the backends are interchangeable."""
+    assert ORJSON is not None
+    assert outcome(STDLIB_JSON, data) == outcome(ORJSON, data)
+
+
+# --- wire forms ------------------------------------------------------------------
+
+
+WIRE_FORMS: list[tuple[Message, str]] = [
+    (Auth(token="t", headers={"X-Client": "1"}), '{"type":"auth","token":"t","X-Client":"1"}'),
+    (Auth(), '{"type":"auth"}'),
+    (
+        PushEvent(repository="todos", event=EVENT),
+        f'{{"type":"push_event","repository":"todos","event":{EVENT_JSON}}}',
+    ),
+    (
+        PushEventsBatch(repository="todos", events=(EVENT, EVENT)),
+        f'{{"type":"push_events_batch","repository":"todos","events":[{EVENT_JSON},{EVENT_JSON}]}}',
+    ),
+    (
+        RequestEvents(repository="todos", after_sequence=3, limit=5, filter={"since": "x"}),
+        '{"type":"request_events","repository":"todos","afterSequence":3,"limit":5,"since":"x"}',
+    ),
+    (RequestEvents(repository="todos"), '{"type":"request_events","repository":"todos"}'),
+    (RequestAllEvents(), '{"type":"request_all_events"}'),
+    (RequestAllEvents(repository="todos"), '{"type":"request_all_events","repository":"todos"}'),
+    (
+        EventsReceived(repository="todos", count=2),
+        '{"type":"events_received","repository":"todos","count":2}',
+    ),
+    (Ping(), '{"type":"ping"}'),
+    (Pong(), '{"type":"pong"}'),
+    (AuthSuccess(), '{"type":"auth_success"}'),
+    (
+        Events(repository="todos", events=(EVENT.with_sequence(7),)),
+        '{"type":"events","repository":"todos","events":['
+        + EVENT_JSON[:-1]
+        + ',"serverSequence":7}]}',
+    ),
+    (
+        Ack(event_ids=("a", "b"), repositories={"todos": ("a", "b")}),
+        '{"type":"ack","eventIds":["a","b"],"repositories":{"todos":["a","b"]}}',
+    ),
+    (Ack(event_ids=()), '{"type":"ack","eventIds":[],"repositories":{}}'),
+    (SyncComplete(), '{"type":"sync_complete"}'),
+    (SyncComplete(repository="todos"), '{"type":"sync_complete","repository":"todos"}'),
+    (Error(message="héllo ☃ 😀"), '{"type":"error","message":"héllo ☃ 😀"}'),
+]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize(("message", "text"), WIRE_FORMS)
+def test_wire_form(backend: JsonBackend, message: Message, text: str) -> None:
+    assert encode_message(message, backend=backend) == text
+    assert decode_message(text, backend=backend) == message
+    assert decode_message(text.encode(), backend=backend) == message
+
+
+# --- round trips and agreement ------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@given(message=messages)
+def test_decode_inverts_encode(backend: JsonBackend, message: Message) -> None:
+    text = encode_message(message, backend=backend)
+    assert decode_message(text, backend=backend) == message
+    assert decode_message(text.encode("utf-8"), backend=backend) == message
+
+
+@needs_orjson
+@given(message=messages)
+def test_backends_write_the_same_compact_text(message: Message) -> None:
+    assert ORJSON is not None
+    text = encode_message(message, backend=STDLIB_JSON)
+    assert encode_message(message, backend=ORJSON) == text
+    # Compact, and nothing escaped that need not be: writing it again changes nothing.
+    assert ORJSON.dumps(json.loads(text)) == text
+
+
+@needs_orjson
+@given(value=json_values)
+def test_backends_write_any_payload_alike(value: object) -> None:
+    assert ORJSON is not None
+    assert STDLIB_JSON.dumps(value) == ORJSON.dumps(value)
+
+
+@needs_orjson
+@given(number=st.floats(allow_nan=False, allow_infinity=False))
+@example(1e-05)
+@example(-9.99e-05)
+@example(1.5e-07)
+@example(1e-09)
+@example(1e-10)
+@example(1e16)
+def test_floats_are_written_alike(number: float) -> None:
+    assert ORJSON is not None
+    assert STDLIB_JSON.dumps([number]) == ORJSON.dumps([number])
+    assert STDLIB_JSON.loads(STDLIB_JSON.dumps(number)) == number
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize(
+    ("number", "text"),
+    [
+        (1e-05, "0.00001"),
+        (-9.99e-05, "-0.0000999"),
+        (1.5e-07, "1.5e-7"),
+        (-2e-06, "-2e-6"),
+        (1e-10, "1e-10"),
+        (1e16, "1e+16"),
+        (0.0001, "0.0001"),
+        (-0.0, "-0.0"),
+    ],
+)
+def test_float_format(backend: JsonBackend, number: float, text: str) -> None:
+    assert backend.dumps(number) == text
+
+
+def test_float_format_by_hand_covers_every_container() -> None:
+    value = {"a": [1e-7, {"b": (1, "x")}, None, True], "c": 0.5}
+    text = '{"a":[1e-7,{"b":[1,"x"]},null,true],"c":0.5}'
+    assert STDLIB_JSON.dumps(value) == text
+    # "e-0" in a string alone does not take the slow way, and changes nothing.
+    assert STDLIB_JSON.dumps(["the-05"]) == '["the-05"]'
+
+
+@needs_orjson
+@settings(max_examples=300, deadline=None)
+@given(data=st.text())
+def test_backends_agree_on_any_text(data: str) -> None:
+    assert_backends_agree(data)
+
+
+@needs_orjson
+@settings(max_examples=300, deadline=None)
+@given(data=st.binary())
+def test_backends_agree_on_any_bytes(data: bytes) -> None:
+    assert_backends_agree(data)
+
+
+# Pieces that sit on the edges of the grammar.
+TOKENS = [
+    "{", "}", "[", "]", ",", ":", '"', "\\", " ", "\ufeff", "\ud800", "\x00", "\n",
+    '"type"', '"ping"', '"events"', '"repository"', "true", "null", "NaN", "-Infinity",
+    "0", "-0", "01", "1.", "1e400", "-1e400", "1e-7", "1e19", "9223372036854775807",
+    "9223372036854775808", "-9223372036854775809", "18446744073709551616", "0.00001",
+    '"\\ud800"', '"\\udc00"', '"\\ud83d\\ude00"', '"\\u0000"', "[" * 70, "]" * 70,
+]  # fmt: skip
+
+
+@st.composite
+def mutated_messages(draw: st.DrawFn) -> str:
+    text = encode_message(draw(messages), backend=STDLIB_JSON)
+    for _ in range(draw(st.integers(min_value=1, max_value=3))):
+        start = draw(st.integers(min_value=0, max_value=len(text)))
+        end = draw(st.integers(min_value=start, max_value=min(len(text), start + 3)))
+        piece = draw(st.sampled_from(TOKENS) | st.text(max_size=2))
+        text = text[:start] + piece + text[end:]
+    return text
+
+
+@needs_orjson
+@settings(max_examples=500, deadline=None)
+@given(data=mutated_messages())
+def test_backends_agree_on_mutated_messages(data: str) -> None:
+    assert_backends_agree(data)
+    assert_backends_agree(data.encode("utf-8", "surrogatepass"))
+
+
+@needs_orjson
+@settings(max_examples=300, deadline=None)
+@given(pieces=st.lists(st.sampled_from(TOKENS), max_size=12))
+def test_backends_agree_on_token_soup(pieces: list[str]) -> None:
+    data = '{"type":"error","message":"m","x":' + "".join(pieces) + "}"
+    assert_backends_agree(data)
+    assert_backends_agree("".join(pieces))
+
+
+# --- what is accepted ------------------------------------------------------------
+
+
+DEPTH_64 = '{"type":"ping","x":' + "[" * (MAX_DEPTH - 1) + "]" * (MAX_DEPTH - 1) + "}"
+DART_EVENT = (
+    '{"_event_id":"0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b","_operation":1,'
+    '"_created_at":"2024-05-01T12:34:56.789Z","_data":{"a":1},"_data_id":"d1","serverSequence":3}'
+)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (wire("ping", future=[1, {"x": None}]), Ping()),
+        (DEPTH_64, Ping()),
+        (
+            wire("events_received", repository="r", count=0, v=2),
+            EventsReceived(repository="r", count=0),
+        ),
+        ('{"type":"error","message":"a","message":"b"}', Error(message="b")),
+        ('{"type":"error","message":"\\ud83d\\ude00 \\u00e9\\/"}', Error(message="😀 é/")),
+        (' \t\r\n{"type":"pong"}\n ', Pong()),
+        (
+            wire("auth", token=None, Authorization="Bearer x"),
+            Auth(headers={"Authorization": "Bearer x"}),
+        ),
+        (wire("request_all_events", repository=None), RequestAllEvents()),
+        (wire("sync_complete", repository=None), SyncComplete()),
+        (
+            wire("request_events", repository="r", afterSequence=None, limit=None),
+            RequestEvents(repository="r"),
+        ),
+        (
+            wire("request_events", repository="r", afterSequence=0, since="2024-05-01", tags=[1]),
+            RequestEvents(
+                repository="r", after_sequence=0, filter={"since": "2024-05-01", "tags": [1]}
+            ),
+        ),
+        (wire("ack", eventIds=["a"]), Ack(event_ids=("a",))),
+        (wire("ack", eventIds=["a"], repositories=None), Ack(event_ids=("a",))),
+        (wire("events", repository="r", events=[]), Events(repository="r", events=())),
+        (
+            wire("request_events", repository="r", x=[2**63 - 1, -(2**63), 1e19, -0.0]),
+            RequestEvents(repository="r", filter={"x": [2**63 - 1, -(2**63), 1e19, -0.0]}),
+        ),
+        (with_x("-0"), Ping()),
+    ],
+)
+def test_accepted(backend: JsonBackend, text: str, message: Message) -> None:
+    assert decode_message(text, backend=backend) == message
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("created_at", ["2024-05-01T12:34:56.789Z", "2024-05-01T12:34:56.789123Z"])
+def test_dart_events_survive_a_round_trip(backend: JsonBackend, created_at: str) -> None:
+    event = DART_EVENT.replace("2024-05-01T12:34:56.789Z", created_at)
+    # The Dart reference server adds the repository to the events it fetches.
+    fetched = event[:-1] + ',"repository":"todos"}'
+    text = f'{{"type":"events","repository":"todos","events":[{event},{fetched}]}}'
+    message = decode_message(text, backend=backend)
+    assert json.loads(encode_message(message, backend=backend)) == json.loads(text)
+    assert isinstance(message, Events)
+    assert message.events[1].extra == {"repository": "todos"}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_legacy_event_names_are_read_and_current_ones_written(backend: JsonBackend) -> None:
+    legacy = (
+        '{"eventId":"e1","operation":"update","createdAt":1714566896789,'
+        '"data":{"a":1},"dataId":"d1","serverSequence":3,"repository":"todos"}'
+    )
+    message = decode_message(
+        f'{{"type":"push_event","repository":"todos","event":{legacy}}}', backend=backend
+    )
+    assert json.loads(encode_message(message, backend=backend))["event"] == {
+        "_event_id": "e1",
+        "_operation": 1,
+        "_created_at": "2024-05-01T12:34:56.789Z",
+        "_data": {"a": 1},
+        "_data_id": "d1",
+        "serverSequence": 3,
+        "repository": "todos",
+    }
+
+
+# --- what is rejected, and why -----------------------------------------------------
+
+
+GOOD: dict[str, object] = {
+    "_event_id": "e",
+    "_operation": 0,
+    "_created_at": "2024-05-01T00:00:00.000Z",
+    "_data_id": "d",
+    "_data": {},
+}
+
+
+def push(**changes: object) -> str:
+    """A push_event whose event is GOOD with ``changes`` (None deletes a field)."""
+    event = {**GOOD, **changes}
+    return wire(
+        "push_event", repository="r", event={k: v for k, v in event.items() if v is not None}
+    )
+
+
+DEEP = "[" * MAX_DEPTH + "]" * MAX_DEPTH
+NOT_EMPTY = "must be a non-empty string"
+IDS = "must be a list of non-empty strings"
+CREATED_AT = "_created_at must be an ISO-8601 string or epoch milliseconds"
+
+BAD_INPUTS: list[tuple[str | bytes, str]] = [
+    # bytes and text
+    (b"\xff", "not valid UTF-8 (byte 0)"),
+    (b'{"type":"ping","x":"\xc3"}', "not valid UTF-8"),
+    (b'{"type":"ping","x":"\xed\xa0\x80"}', "not valid UTF-8"),
+    ("\ufeff" + '{"type":"ping"}', "byte order mark"),
+    (b"\xef\xbb\xbf" + b'{"type":"ping"}', "byte order mark"),
+    ('{"type":"ping","x":"\ud800"}', "lone surrogate"),
+    (with_x('"\\ud800"'), "lone surrogate"),
+    (with_x('"\\udc00\\ud800"'), "lone surrogate"),
+    ('{"type":"ping","\\udfff":1}', "lone surrogate"),
+    # JSON
+    ("", "empty message"),
+    (" \n", "empty message"),
+    ("{", "not valid JSON"),
+    ('{"type":"ping"', "not valid JSON"),
+    ("{'type':'ping'}", "not valid JSON"),
+    ('{"type":"ping",}', "not valid JSON"),
+    (with_x("01"), "not valid JSON"),
+    (with_x('"a\x00"'), "not valid JSON"),
+    ('{"type":"ping"} {}', "trailing data after the JSON value at line 1 column 17"),
+    ('{"type":"ping"}x', "trailing data"),
+    (with_x("NaN"), "NaN is not valid JSON"),
+    (with_x("Infinity"), "Infinity is not valid JSON"),
+    (with_x("-Infinity"), "-Infinity is not valid JSON"),
+    (with_x("1e400"), "number 1e400 is too large for a float"),
+    (with_x("-1e400"), "too large for a float"),
+    (with_x("9223372036854775808"), "integer outside the 64-bit signed range"),
+    (with_x("-9223372036854775809"), "integer outside the 64-bit signed range"),
+    (with_x("18446744073709551616"), "integer outside the 64-bit signed range"),
+    (with_x("1" * 5000), "integer outside the 64-bit signed range"),
+    (with_x(DEEP), f"nesting deeper than {MAX_DEPTH} levels"),
+    ("[" * 100_000 + "]" * 100_000, "nesting deeper than"),
+    # messages
+    ("[]", "a message must be a JSON object"),
+    ('"ping"', "a message must be a JSON object"),
+    ("null", "a message must be a JSON object"),
+    ("{}", "message is missing type"),
+    ('{"type":null}', "message type must be a string"),
+    ('{"type":1}', "message type must be a string"),
+    ('{"type":"PING"}', "unknown message type 'PING'"),
+    (wire("push_event", event=GOOD), "push_event is missing repository"),
+    (wire("push_event", repository="", event=GOOD), f"push_event repository {NOT_EMPTY}"),
+    (wire("push_event", repository=["r"], event=GOOD), f"push_event repository {NOT_EMPTY}"),
+    (wire("push_event", repository="r"), "push_event is missing event"),
+    (wire("push_event", repository="r", event=[]), "push_event event: an event must be a JSON"),
+    (wire("push_events_batch", repository="r"), "push_events_batch is missing events"),
+    (wire("push_events_batch", repository="r", events={}), "events must be a list of events"),
+    (
+        wire("push_events_batch", repository="r", events=[GOOD, {}]),
+        "push_events_batch events: event is missing _event_id",
+    ),
+    (
+        wire("request_events", repository="r", afterSequence=-1),
+        "afterSequence must be an integer >= 0",
+    ),
+    (
+        wire("request_events", repository="r", afterSequence=True),
+        "afterSequence must be an integer",
+    ),
+    (wire("request_events", repository="r", afterSequence="1"), "afterSequence must be an integer"),
+    (wire("request_events", repository="r", afterSequence=1.0), "afterSequence must be an integer"),
+    (
+        wire("request_events", repository="r", limit=0),
+        "request_events limit must be an integer >= 1",
+    ),
+    (wire("request_all_events", repository=""), f"request_all_events repository {NOT_EMPTY}"),
+    (wire("events_received", repository="r", count=-1), "count must be an integer >= 0"),
+    (wire("events_received", repository="r"), "events_received is missing count"),
+    (wire("events", events=[]), "events is missing repository"),
+    (wire("ack"), "ack is missing eventIds"),
+    (wire("ack", eventIds="a"), f"ack eventIds {IDS}"),
+    (wire("ack", eventIds=[""]), f"ack eventIds {IDS}"),
+    (wire("ack", eventIds=[None]), f"ack eventIds {IDS}"),
+    (wire("ack", eventIds=[], repositories=[]), "ack repositories must be an object"),
+    (wire("ack", eventIds=[], repositories={"": []}), "ack repositories must not have an empty"),
+    (wire("ack", eventIds=[], repositories={"r": "a"}), f"ack repositories['r'] {IDS}"),
+    (wire("sync_complete", repository=5), f"sync_complete repository {NOT_EMPTY}"),
+    (wire("error"), "error is missing message"),
+    (wire("error", message=1), "error message must be a string"),
+    (wire("auth", token=1), "auth token must be a string or null"),
+    (wire("auth", token="t", **{"X-Id": 7}), "auth header 'X-Id' must be a string"),
+    # events
+    (push(_event_id=None), "push_event event: event is missing _event_id"),
+    (push(_event_id=""), "event _event_id must not be empty"),
+    (push(_data_id=4), "event _data_id must be a string"),
+    (push(_operation=3), "unknown _operation 3"),
+    (push(_operation="upsert"), "unknown _operation 'upsert'"),
+    (push(_operation=True), "_operation must be 0, 1, 2 or an operation name"),
+    (push(_operation=None), "event is missing _operation"),
+    (push(_created_at="yesterday"), "_created_at is not ISO-8601: 'yesterday'"),
+    (push(_created_at=True), CREATED_AT),
+    (push(_created_at=1e300), "_created_at is out of range"),
+    (push(_data=[1]), "event _data must be an object or null"),
+    (push(_data=None), "event _data is required for insert"),
+    (push(serverSequence=0), "event serverSequence must be a positive integer"),
+    (push(serverSequence=2**63), "integer outside the 64-bit signed range"),
+]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize(
+    ("data", "reason"), BAD_INPUTS, ids=[f"bad{index}" for index in range(len(BAD_INPUTS))]
+)
+def test_rejected(backend: JsonBackend, data: str | bytes, reason: str) -> None:
+    with pytest.raises(InvalidMessage) as info:
+        decode_message(data, backend=backend)
+    assert reason in info.value.reason
+
+
+def test_the_table_is_big_enough() -> None:
+    assert len(BAD_INPUTS) >= 40
+
+
+# --- encoding misuse -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize(
+    ("message", "reason"),
+    [
+        (Auth(headers={"token": "x"}), "auth header 'token' clashes with a protocol field"),
+        (Auth(headers={"type": "x"}), "auth header 'type' clashes"),
+        (RequestEvents(repository="r", filter={"limit": 1}), "filter field 'limit' clashes"),
+        (RequestEvents(repository="r", filter={"x": {1, 2}}), "cannot encode as JSON"),
+        (RequestEvents(repository="r", filter={"x": {1: 1e-7}}), "cannot encode as JSON"),
+        ("ping", "not a protocol message: str"),
+    ],
+)
+def test_encode_refuses(backend: JsonBackend, message: Message, reason: str) -> None:
+    with pytest.raises(LocalProtocolError) as info:
+        encode_message(message, backend=backend)
+    assert reason in str(info.value)
+
+
+# --- the backends ----------------------------------------------------------------
+
+
+def test_default_backend_is_orjson_when_installed() -> None:
+    assert DEFAULT_BACKEND is (ORJSON or STDLIB_JSON)
+    assert STDLIB_JSON.name == "json"
+    assert ORJSON is None or ORJSON.name == "orjson"
+    assert decode_message('{"type":"ping"}') == Ping()
+    assert encode_message(Ping()) == '{"type":"ping"}'
+
+
+def test_without_orjson_there_is_no_orjson_backend(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "orjson", None)  # makes "import orjson" fail
+    assert _json._orjson_backend() is None
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_backends_parse_any_json_value(backend: JsonBackend) -> None:
+    assert backend.loads("[1,2.5,null]") == [1, 2.5, None]
+    assert backend.loads(b"7") == 7
+    with pytest.raises(InvalidMessage, match="64-bit"):
+        backend.loads("9223372036854775808")
