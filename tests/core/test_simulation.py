@@ -65,8 +65,8 @@ def test_a_server_that_stores_replays_twice_is_caught(monkeypatch: pytest.Monkey
     def store_without_dedupe(
         self: MemoryEventLog, repository: str, events: list[SyncEvent]
     ) -> tuple[list[SyncEvent], list[str]]:
-        log = self._events.setdefault(repository, [])  # noqa: SLF001 - planting a bug
-        self._ids.setdefault(repository, set()).update(e.event_id for e in events)  # noqa: SLF001
+        log = self._events.setdefault(repository, [])
+        self._ids.setdefault(repository, set()).update(e.event_id for e in events)
         stored = [e.with_sequence(len(log) + i + 1) for i, e in enumerate(events)]
         log.extend(stored)
         return stored, []
