@@ -10,12 +10,15 @@ simulation catches them, so a green run means something.
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 
 import pytest
 
+from lfws_core import actions as act
+from lfws_core.client import OverflowPolicy
 from lfws_core.events import SyncEvent
 from lfws_core.testing import MemoryEventLog
-from lfws_core.testing.simulation import SimulationConfig, run_simulation
+from lfws_core.testing.simulation import SimulationConfig, _Simulation, run_simulation
 
 SEEDS = range(200)
 
@@ -90,3 +93,78 @@ def test_a_server_that_acks_before_storing_is_caught(monkeypatch: pytest.MonkeyP
     failures = [f for seed in range(5) for f in run_simulation(seed).failures]
     assert any("acked, not stored" in f for f in failures)
     assert any("never stored" in f for f in failures)
+
+
+# --- the simulation's own reporting, driven directly -------------------------
+
+
+@pytest.mark.parametrize(
+    ("action", "expected"),
+    [
+        (act.PushFailed(repository="r", event_ids=("e",), reason="full"), "push failed"),
+        (act.CredentialsNeeded(reason="refused", attempt=1), "credentials needed"),
+        (act.ServerErrorReported(message="boom"), "server error"),
+        (act.ProtocolErrorReported(reason="garbage"), "protocol error"),
+    ],
+)
+def test_client_trouble_is_a_failure(action: act.ClientAction, expected: str) -> None:
+    sim = _Simulation(0, SimulationConfig())
+    sim.client_action(sim.clients[0], action)
+    assert expected in sim.report.failures[0]
+
+
+def test_server_trouble_is_a_failure() -> None:
+    sim = _Simulation(0, SimulationConfig())
+    sim.clients[0].session.start(0.0)
+    sim.pump()
+    while sim.clients[0].link is None:
+        sim.step()
+    link = sim.clients[0].link
+    sim.server_action(link, act.ProtocolErrorReported(reason="garbage"))
+    assert "server: protocol error" in sim.report.failures[0]
+
+
+def test_a_full_queue_is_a_failure() -> None:
+    tiny_queue = replace(
+        SimulationConfig().client, max_pending=1, overflow_policy=OverflowPolicy.REJECT_NEW
+    )
+    config = SimulationConfig(client=tiny_queue, offline_rate=0.2, edit_rate=1.0)
+    report = run_simulation(3, config)
+    assert any("push of" in f and "failed" in f for f in report.failures)
+
+
+def test_late_news_of_a_replaced_link_is_ignored() -> None:
+    sim = _Simulation(0, SimulationConfig())
+    client = sim.clients[0]
+    client.session.start(0.0)
+    sim.pump()
+    while client.link is None:
+        sim.step()
+    old = client.link
+    sim.cut(old, "first", tell_client=True, tell_server=True)
+    client.link = None  # the client moved on before the news arrived
+    sim.cut(old, "again", tell_client=True, tell_server=True)  # a dead link stays dead
+    while sim.queue:
+        when = sim.queue[0][0]
+        if when > sim.now + 1:
+            break
+        sim.step()
+    # Had the stale news reached the session, it would be waiting to reconnect.
+    assert client.session.state is act.ConnectionState.AUTHENTICATING
+    assert sim.report.failures == []
+
+
+def test_actions_without_a_link_go_nowhere() -> None:
+    sim = _Simulation(0, SimulationConfig())
+    client = sim.clients[0]
+    sim.client_action(client, act.SendMessage(text='{"type":"ping"}'))
+    sim.client_action(client, act.CloseConnection(code=1000, reason="bye"))
+    assert sim.queue == [] and sim.report.messages == 0
+    client.session.start(0.0)
+    sim.pump()
+    while client.link is None:
+        sim.step()
+    old = client.link
+    client.link = None
+    sim.cut(old, "server side only", tell_client=False, tell_server=True)
+    assert client.link is None and not old.alive

@@ -1,0 +1,453 @@
+"""The sync server's shared logic: connections, storage, fan-out, health.
+
+A :class:`SyncHub` owns the event log, the authenticator and authorizer,
+and every live connection (a :class:`Peer`, one per transport). A runtime
+adapter accepts transports and calls :meth:`SyncHub.connect`, then feeds the
+peer bytes (:meth:`Peer.data_received`) and the end of the transport
+(:meth:`Peer.connection_lost`). Everything else happens here, identically
+for every runtime: the core's actions are carried out, stores and callbacks
+are awaited in background tasks, broadcasts are framed once and the same
+bytes written to every connection, and a connection whose send buffer passes
+the limit is closed (1013) so that it resumes from its cursor.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from lfws_core.actions import (
+    Action,
+    Authenticate,
+    CloseTransport,
+    EventsConfirmed,
+    EventsStored,
+    FetchEvents,
+    HandshakeRejected,
+    HttpRequestReceived,
+    ListRepositories,
+    ProtocolErrorReported,
+    SendBytes,
+    StoreEvents,
+)
+from lfws_core.close_codes import CloseCode
+from lfws_core.codec import encode_message
+from lfws_core.connection import ServerConnection
+from lfws_core.events import SyncEvent
+from lfws_core.messages import Events
+from lfws_core.server import ServerConfig
+from lfws_core.ws import ServerConfig as WsServerConfig
+from lfws_core.ws import encode_server_text_frame
+
+from .auth import (
+    Access,
+    AuthenticationRefused,
+    Authenticator,
+    Authorizer,
+    Credentials,
+    allow_anyone,
+    resolve,
+)
+from .event_log import EventLog, StoreError
+from .runtime import Link, Loop, TimerHandle
+
+__all__ = ["Peer", "ServerOptions", "SyncHub"]
+
+logger = logging.getLogger("lfws.server")
+
+_A = TypeVar("_A")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ServerOptions:
+    """The server's limits and timeouts; every one has a ``lfws serve`` flag."""
+
+    path: str = "/sync"
+    """The WebSocket endpoint; other paths get 404 (``/healthz`` excepted)."""
+    allowed_origins: frozenset[str] | None = None
+    """Exact ``Origin`` values allowed (403 otherwise); ``None`` allows any."""
+    max_message_size: int = 1 << 20
+    """Largest message in bytes; a larger one closes the connection with 1009."""
+    max_batch_length: int = 1000
+    """Most events in one ``push_events_batch``."""
+    max_connections: int = 10_000
+    """Connections beyond this are refused (HTTP 503)."""
+    handshake_timeout: float = 10.0
+    """Seconds for the WebSocket handshake (slow clients are dropped)."""
+    auth_timeout: float = 10.0
+    """Seconds for a connection to authenticate (close 1008 otherwise)."""
+    send_buffer_limit: int = 4 << 20
+    """Bytes queued for one client before it is dropped as too slow (1013)."""
+    ping_interval: float | None = 25.0
+    """Seconds between server ``ping`` messages; ``None`` disables them."""
+    ping_timeout: float = 10.0
+    """Seconds to hear anything after a ``ping`` before closing with 1011."""
+    page_size: int = 500
+    """Events per ``events`` message during catch-up."""
+
+    def session_config(self) -> ServerConfig:
+        """Return the core session configuration these options imply."""
+        return ServerConfig(
+            max_batch_length=self.max_batch_length,
+            page_size=self.page_size,
+            max_message_size=self.max_message_size,
+            auth_timeout=self.auth_timeout,
+            ping_interval=self.ping_interval,
+            ping_timeout=self.ping_timeout,
+        )
+
+    def ws_config(self) -> WsServerConfig:
+        """Return the WebSocket layer configuration these options imply."""
+        return WsServerConfig(
+            path=self.path,
+            allowed_origins=self.allowed_origins,
+            allow_missing_origin=True,
+            max_message_size=self.max_message_size,
+        )
+
+
+class _Health(enum.Enum):
+    OK = "ok"
+    STOPPING = "stopping"
+
+
+class SyncHub:
+    """Every connection of one server, the event log behind them, and fan-out."""
+
+    def __init__(
+        self,
+        event_log: EventLog,
+        loop: Loop,
+        *,
+        options: ServerOptions | None = None,
+        authenticator: Authenticator | None = None,
+        authorizer: Authorizer | None = None,
+    ) -> None:
+        self.event_log = event_log
+        self.loop = loop
+        self.options = options or ServerOptions()
+        self.authenticator: Authenticator = authenticator or allow_anyone
+        self.authorizer = authorizer
+        self._session_config = self.options.session_config()
+        self._ws_config = self.options.ws_config()
+        self._peers: set[Peer] = set()
+        self._health = _Health.OK
+
+    @property
+    def peers(self) -> frozenset[Peer]:
+        """The live connections."""
+        return frozenset(self._peers)
+
+    def connect(self, link: Link, name: str) -> Peer:
+        """Register a new transport; ``name`` (e.g. the peer address) is for logs."""
+        peer = Peer(self, link, name)
+        if len(self._peers) >= self.options.max_connections or self._health is not _Health.OK:
+            logger.warning("%s refused: %d connections", name, len(self._peers))
+            link.write(
+                b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n"
+                b"Connection: close\r\n\r\n"
+            )
+            link.close()
+            peer.closed = True
+            return peer
+        self._peers.add(peer)
+        logger.info("%s connected", name)
+        peer.start()
+        return peer
+
+    def broadcast(self, origin: Peer, repository: str, events: tuple[SyncEvent, ...]) -> None:
+        """Send newly stored events to every other connection, framed once."""
+        text = encode_message(Events(repository=repository, events=events))
+        frame = encode_server_text_frame(text)
+        for peer in self._peers:
+            if peer is not origin:
+                peer.deliver(repository, events, text, frame)
+
+    def shutdown(self) -> None:
+        """Close every connection with 1001 (going away) and refuse new ones."""
+        self._health = _Health.STOPPING
+        for peer in list(self._peers):
+            peer.close(CloseCode.GOING_AWAY, "server shutting down")
+
+    async def health(self) -> dict[str, object]:
+        """Return the ``/healthz`` document: status, connections, repositories."""
+        stats = await self.event_log.stats()
+        return {
+            "status": self._health.value,
+            "connections": len(self._peers),
+            "repositories": dict(stats),
+        }
+
+    async def allowed(self, principal: object, repository: str, access: Access) -> bool:
+        """Ask the authorizer (everything is allowed without one)."""
+        if self.authorizer is None:
+            return True
+        return bool(await resolve(self.authorizer(principal, repository, access)))
+
+    def _forget(self, peer: Peer) -> None:
+        self._peers.discard(peer)
+
+
+class Peer:
+    """One client connection: a :class:`ServerConnection` and its transport."""
+
+    def __init__(self, hub: SyncHub, link: Link, name: str) -> None:
+        self.hub = hub
+        self.link = link
+        self.name = name
+        self.connection = ServerConnection(
+            hub._session_config,
+            hub._ws_config,
+            handshake_timeout=hub.options.handshake_timeout,
+        )
+        self.closed = False
+        self._timer: TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._too_slow = False
+        self._close_reason = "connection lost"
+        # Deliveries waiting for an authorizer's answer, kept in order.
+        self._deliveries: deque[tuple[str, tuple[SyncEvent, ...], str, bytes]] = deque()
+        self._delivering = False
+        self._can_read: dict[str, bool] = {}
+
+    # --- the runtime's side ----------------------------------------------
+
+    def start(self) -> None:
+        """Start the handshake timeout (called by :meth:`SyncHub.connect`)."""
+        self.connection.transport_made(self.hub.loop.time())
+        self._run()
+
+    def data_received(self, data: bytes) -> None:
+        """Feed bytes read from the transport."""
+        if not self.closed:
+            self.connection.receive_data(data, self.hub.loop.time())
+            self._run()
+
+    def connection_lost(self, reason: str = "connection lost") -> None:
+        """Report the transport closed or failed."""
+        if self.closed:
+            return
+        self._close_reason = reason
+        self.connection.transport_lost(self.hub.loop.time())
+        self._finish()
+
+    # --- commands -------------------------------------------------------
+
+    def close(self, code: int, reason: str) -> None:
+        """Close this connection with ``code`` (the close handshake, then the transport)."""
+        session = self.connection.session
+        if self.closed:
+            return
+        if session is None:
+            self.link.close()
+            self._finish()
+            return
+        self._close_reason = f"{code} {reason}"
+        session.close(code, reason, self.hub.loop.time())
+        self._run()
+
+    def deliver(
+        self, repository: str, events: tuple[SyncEvent, ...], text: str, frame: bytes
+    ) -> None:
+        """Send a broadcast, checking read access first when there is an authorizer."""
+        if self.closed:
+            return
+        allowed = self._can_read.get(repository)
+        if self.hub.authorizer is None or (allowed and not self._deliveries):
+            self._deliver_now(repository, events, text, frame)
+        elif allowed is None or self._deliveries:
+            self._deliveries.append((repository, events, text, frame))
+            if not self._delivering:
+                self._delivering = True
+                self.hub.loop.spawn(self._deliver_in_order)
+
+    # --- internals ------------------------------------------------------
+
+    def _deliver_now(
+        self, repository: str, events: tuple[SyncEvent, ...], text: str, frame: bytes
+    ) -> None:
+        now = self.hub.loop.time()
+        if self.connection.deliver(repository, events, now, text=text, frame=frame):
+            self._run()
+
+    async def _deliver_in_order(self) -> None:
+        # An authorizer may be slow; later broadcasts wait behind the one
+        # being checked, so a client never sees sequences out of order.
+        try:
+            while self._deliveries and not self.closed:
+                repository, events, text, frame = self._deliveries[0]
+                session = self.connection.session
+                if session is not None and repository not in self._can_read:
+                    self._can_read[repository] = await self._check(
+                        session.principal, repository, Access.READ
+                    )
+                self._deliveries.popleft()
+                if self._can_read.get(repository):
+                    self._deliver_now(repository, events, text, frame)
+        finally:
+            self._delivering = False
+
+    async def _check(self, principal: object, repository: str, access: Access) -> bool:
+        try:
+            return await self.hub.allowed(principal, repository, access)
+        except Exception:
+            logger.exception("%s: the authorizer failed; access denied", self.name)
+            return False
+
+    def _run(self) -> None:
+        """Carry out every action the connection has, then re-arm the one timer."""
+        loop = self.hub.loop
+        for action in self.connection.drain_actions(loop.time()):
+            self._execute(action)
+        deadline = None if self.closed else self.connection.next_deadline()
+        if deadline != self._timer_at:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = None if deadline is None else loop.call_at(deadline, self._on_timer)
+            self._timer_at = deadline
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        if not self.closed:
+            self.connection.handle_timer(self.hub.loop.time())
+            self._run()
+
+    def _execute(self, action: Action) -> None:
+        if type(action) is SendBytes:
+            self.link.write(action.data)
+            if not self._too_slow and self.link.buffered() > self.hub.options.send_buffer_limit:
+                self._too_slow = True
+                self.close(CloseCode.TRY_AGAIN_LATER, "client too slow: resume from your cursor")
+        elif isinstance(action, CloseTransport):
+            self.link.close()
+            self._finish()
+        elif isinstance(action, StoreEvents):
+            self._spawn(self._store, action)
+        elif isinstance(action, FetchEvents):
+            self._spawn(self._fetch, action)
+        elif isinstance(action, EventsStored):
+            self.hub.broadcast(self, action.repository, action.events)
+        elif isinstance(action, Authenticate):
+            self._spawn(self._authenticate, action)
+        elif isinstance(action, ListRepositories):
+            self._spawn(self._list, action)
+        elif isinstance(action, HttpRequestReceived):
+            self._spawn(self._answer_http, action)
+        elif isinstance(action, EventsConfirmed):
+            logger.debug("%s applied %d events of %s", self.name, action.count, action.repository)
+        elif isinstance(action, ProtocolErrorReported):
+            logger.info("%s sent invalid input: %s", self.name, action.reason)
+        elif isinstance(action, HandshakeRejected):
+            logger.info("%s handshake refused: %d %s", self.name, action.status, action.reason)
+            self._close_reason = f"handshake refused ({action.status})"
+
+    def _spawn(self, work: Callable[[_A], Awaitable[None]], action: _A) -> None:
+        async def run() -> None:
+            try:
+                await work(action)
+            except Exception:
+                logger.exception("%s: %s failed", self.name, type(action).__name__)
+                self.close(CloseCode.INTERNAL_ERROR, "internal server error")
+                return
+            if not self.closed:
+                self._run()
+
+        self.hub.loop.spawn(run)
+
+    def _finish(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self.hub._forget(self)
+        logger.info("%s disconnected: %s", self.name, self._close_reason)
+
+    # --- the work behind each request ---------------------------------------
+
+    async def _authenticate(self, action: Authenticate) -> None:
+        session = self.connection.session
+        assert session is not None  # an Authenticate comes from a session
+        credentials = Credentials(
+            token=action.token,
+            headers=action.headers,
+            handshake_headers=tuple(action.handshake_headers),
+        )
+        try:
+            principal = await resolve(self.hub.authenticator(credentials))
+        except AuthenticationRefused as refused:
+            principal, reason = None, refused.reason
+        else:
+            reason = "invalid credentials"
+        now = self.hub.loop.time()
+        if principal is None:
+            logger.info("%s authentication refused: %s", self.name, reason)
+            session.auth_rejected(action.request_id, reason, now)
+        else:
+            self._can_read.clear()
+            session.auth_accepted(action.request_id, principal, now)
+
+    async def _store(self, action: StoreEvents) -> None:
+        session = self.connection.session
+        assert session is not None
+        if not await self._check(action.principal, action.repository, Access.WRITE):
+            reason = f"no write access to {action.repository}"
+            session.store_failed(action.request_id, reason, self.hub.loop.time())
+            return
+        try:
+            result = await self.hub.event_log.store(action.repository, action.events)
+        except StoreError as error:
+            logger.error("%s: store failed: %s", self.name, error)
+            session.store_failed(action.request_id, "storage unavailable", self.hub.loop.time())
+            return
+        session.events_stored(
+            action.request_id, result.stored, result.duplicates, self.hub.loop.time()
+        )
+
+    async def _fetch(self, action: FetchEvents) -> None:
+        session = self.connection.session
+        assert session is not None
+        if not await self._check(action.principal, action.repository, Access.READ):
+            reason = f"no read access to {action.repository}"
+            session.fetch_failed(action.request_id, reason, self.hub.loop.time())
+            return
+        try:
+            events = await self.hub.event_log.fetch(
+                action.repository, action.after_sequence, action.limit
+            )
+        except StoreError as error:
+            logger.error("%s: fetch failed: %s", self.name, error)
+            session.fetch_failed(action.request_id, "storage unavailable", self.hub.loop.time())
+            return
+        session.events_fetched(action.request_id, events, self.hub.loop.time())
+
+    async def _list(self, action: ListRepositories) -> None:
+        session = self.connection.session
+        assert session is not None
+        names = [
+            name
+            for name in await self.hub.event_log.repositories()
+            if await self._check(action.principal, name, Access.READ)
+        ]
+        session.repositories_listed(action.request_id, names, self.hub.loop.time())
+
+    async def _answer_http(self, action: HttpRequestReceived) -> None:
+        path = action.target.partition("?")[0]
+        if path == "/healthz" and action.method in ("GET", "HEAD"):
+            body = json.dumps(await self.hub.health()).encode()
+            status, headers = 200, [("Content-Type", "application/json")]
+        elif action.method not in ("GET", "HEAD"):
+            body, status, headers = b"method not allowed\n", 405, [("Allow", "GET, HEAD")]
+        else:
+            body = f"not found; the WebSocket endpoint is {self.hub.options.path}\n".encode()
+            status, headers = 404, [("Content-Type", "text/plain; charset=utf-8")]
+        self._close_reason = f"HTTP {action.method} {path} -> {status}"
+        if not self.closed:
+            self.connection.send_http_response(status, headers, body)

@@ -1,0 +1,63 @@
+"""What an adapter provides to the shared server and client drivers.
+
+The drivers in :mod:`lfws_adapters.hub` (server) and
+:mod:`lfws_adapters.driver` (client) hold every bit of logic the runtimes
+share: carrying out the core's actions, talking to stores and to the app.
+Each runtime (asyncio, trio, anyio) supplies only these two small services,
+so the adapters stay short and alike:
+
+* a :class:`Loop`: the clock, one-shot timers and background tasks;
+* a :class:`Link` per connection: write bytes, close, report the backlog.
+
+Every callback the drivers receive from a runtime is synchronous and runs on
+the event loop thread, like an ``asyncio.Protocol`` callback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+__all__ = ["Link", "Loop", "TimerHandle"]
+
+
+class TimerHandle(Protocol):
+    """A scheduled call that can be cancelled."""
+
+    def cancel(self) -> None:
+        """Cancel the call if it has not run yet."""
+
+
+class Loop(Protocol):
+    """Clock, timers and tasks of one event loop."""
+
+    def time(self) -> float:
+        """Return the loop's monotonic clock in seconds."""
+        ...
+
+    def call_at(self, when: float, callback: Callable[[], None]) -> TimerHandle:
+        """Run ``callback`` on the loop at ``when`` (on :meth:`time`'s clock)."""
+        ...
+
+    def spawn(self, function: Callable[[], Awaitable[None]]) -> None:
+        """Run ``function()`` as a background task owned by the server or client.
+
+        The task must not raise: the drivers catch and log what they start.
+        """
+        ...
+
+
+class Link(Protocol):
+    """One transport (TCP or TLS stream) as the drivers see it."""
+
+    def write(self, data: bytes) -> None:
+        """Queue ``data`` for sending; never blocks."""
+        ...
+
+    def close(self) -> None:
+        """Flush what was queued, then close the transport (idempotent)."""
+        ...
+
+    def buffered(self) -> int:
+        """Return how many written bytes are not yet handed to the OS."""
+        ...
