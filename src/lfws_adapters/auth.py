@@ -20,6 +20,7 @@ from lfws_core.errors import LfwsError
 
 __all__ = [
     "Access",
+    "AuthCredentials",
     "AuthenticationRefused",
     "Authenticator",
     "Authorizer",
@@ -45,6 +46,18 @@ class AuthenticationRefused(LfwsError):
     def __init__(self, reason: str = "invalid credentials") -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class AuthCredentials:
+    """Client side: credentials for the server (the Dart ``AuthCredentials``).
+
+    ``auth_token`` is sent as ``token``; ``headers`` are spread into the
+    ``auth`` message. ``None`` keeps the current value.
+    """
+
+    auth_token: str | None = None
+    headers: Mapping[str, str] | None = None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -73,21 +73,28 @@ def _close_reason(reason: str) -> str:
 class _Output:
     """The ordered actions of one connection, with adjacent writes coalesced."""
 
-    __slots__ = ("actions",)
+    __slots__ = ("_chunks", "actions")
 
     def __init__(self) -> None:
         self.actions: list[Action] = []
+        self._chunks: list[bytes] = []  # writes since the last other action
 
     def write(self, data: bytes) -> None:
-        if not data:
-            return
-        actions = self.actions
-        if actions and type(last := actions[-1]) is SendBytes:
-            actions[-1] = SendBytes(data=last.data + data)
-        else:
-            actions.append(SendBytes(data=data))
+        if data:
+            self._chunks.append(data)
+
+    def append(self, action: Action) -> None:
+        self._flush()
+        self.actions.append(action)
+
+    def _flush(self) -> None:
+        if self._chunks:
+            # Joined once: a large queue flush stays linear, and it is one write.
+            self.actions.append(SendBytes(data=b"".join(self._chunks)))
+            self._chunks.clear()
 
     def drain(self) -> list[Action]:
+        self._flush()
         actions = self.actions
         self.actions = []
         return actions
@@ -184,7 +191,7 @@ class ClientConnection:
         if self._close_deadline is not None and self._close_deadline <= now:
             self._close_deadline = None
             self._ws = None
-            self._out.actions.append(CloseTransport())
+            self._out.append(CloseTransport())
         self.session.handle_timer(now)
 
     def drain_actions(self, now: float) -> list[Action]:
@@ -216,7 +223,7 @@ class ClientConnection:
         if ws.transport_should_close and self._ws is ws:
             self._ws = None
             self._close_deadline = None
-            self._out.actions.append(CloseTransport())
+            self._out.append(CloseTransport())
 
     def _translate(self, action: ClientAction, now: float) -> None:
         ws = self._ws
@@ -235,16 +242,16 @@ class ClientConnection:
             elif ws is not None or self._target is not None:
                 # A handshake or a transport still opening is abandoned.
                 self._ws = self._target = None
-                self._out.actions.append(CloseTransport())
+                self._out.append(CloseTransport())
         elif isinstance(action, OpenConnection):
             if ws is not None:  # an old close handshake is cut short
                 self._ws = None
                 self._close_deadline = None
-                self._out.actions.append(CloseTransport())
+                self._out.append(CloseTransport())
             self._target = action
-            self._out.actions.append(action)
+            self._out.append(action)
         else:
-            self._out.actions.append(action)
+            self._out.append(action)
 
 
 class ServerConnection:
@@ -339,7 +346,7 @@ class ServerConnection:
         if self._deadline is not None and self._deadline <= now:
             self._deadline = None
             self._ws = None
-            self._out.actions.append(CloseTransport())
+            self._out.append(CloseTransport())
             if self.session is not None:
                 self.session.connection_lost(now)
         if self.session is not None:
@@ -356,8 +363,8 @@ class ServerConnection:
         for event in events:
             session = self.session
             if type(event) is TextMessage:
-                if session is not None:
-                    session.receive_text(event.text, now)
+                assert session is not None  # frames flow only after accept(), which made it
+                session.receive_text(event.text, now)
             elif isinstance(event, UpgradeRequest):
                 self._deadline = None
                 session = self.session = ServerSession(
@@ -368,15 +375,13 @@ class ServerConnection:
                 self._handle(ws, early, now)
             elif isinstance(event, HttpRequest):
                 self._deadline = None
-                self._out.actions.append(
+                self._out.append(
                     HttpRequestReceived(
                         method=event.method, target=event.target, headers=event.headers
                     )
                 )
             elif isinstance(event, Rejected):
-                self._out.actions.append(
-                    HandshakeRejected(status=event.status, reason=event.reason)
-                )
+                self._out.append(HandshakeRejected(status=event.status, reason=event.reason))
             elif isinstance(event, Closed) and session is not None:
                 session.connection_lost(now)
         self._flush(ws)
@@ -386,7 +391,7 @@ class ServerConnection:
         if ws.transport_should_close and self._ws is ws:
             self._ws = None
             self._deadline = None
-            self._out.actions.append(CloseTransport())
+            self._out.append(CloseTransport())
 
     def _translate(self, action: ServerAction, now: float) -> None:
         ws = self._ws
@@ -404,4 +409,4 @@ class ServerConnection:
                 self._out.write(ws.data_to_send())
                 self._deadline = now + self._close_timeout
         else:
-            self._out.actions.append(action)
+            self._out.append(action)

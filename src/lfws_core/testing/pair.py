@@ -59,7 +59,7 @@ __all__ = ["DEFAULT_URL", "AuthVerdict", "ByteLink", "ClientServerPair", "PairCl
 DEFAULT_URL = "ws://lfws.test/"
 """The URL of the clients :meth:`ClientServerPair.add_client` makes by default."""
 
-AuthVerdict: TypeAlias = Callable[[Authenticate], "str | None"]
+AuthVerdict: TypeAlias = Callable[[Authenticate], str | None]
 """Decides an ``Authenticate``: ``None`` accepts it, a string is the refusal reason."""
 
 _A = TypeVar("_A")
@@ -315,7 +315,7 @@ class ClientServerPair:
                 busy = True
                 client.actions.append(action)
                 self._client_action(client, action)
-        for link in list(self.links):
+        for link in self.links:
             for server_action in link.server.drain_actions(self.now):
                 busy = True
                 link.server_actions.append(server_action)
