@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
-__all__ = ["Link", "Loop", "TimerHandle"]
+__all__ = ["Link", "Loop", "PeerFactory", "TransportPeer", "TimerHandle"]
 
 
 class TimerHandle(Protocol):
@@ -60,4 +60,22 @@ class Link(Protocol):
 
     def buffered(self) -> int:
         """Return how many written bytes are not yet handed to the OS."""
+        ...
+
+
+class TransportPeer(Protocol):
+    """What a server runtime feeds for each accepted transport."""
+
+    def data_received(self, data: bytes) -> None:
+        """Take bytes read from the transport."""
+
+    def connection_lost(self, reason: str = "connection lost") -> None:
+        """Report the transport closed or failed."""
+
+
+class PeerFactory(Protocol):
+    """Makes a peer per accepted transport: the sync hub, or the echo endpoint."""
+
+    def connect(self, link: Link, name: str) -> TransportPeer:
+        """Start serving ``link``; ``name`` (the peer address) is for logs."""
         ...
