@@ -5,8 +5,9 @@ then exchange text messages, pings and the close handshake. Feed
 ``receive_data(bytes)``, read the returned events, drain
 :meth:`~WsClient.data_to_send`. Nothing here reads a clock or draws
 randomness of its own: the client's nonce and mask keys come from an
-injected ``random_bytes`` source. Only text messages are supported; binary
-ones close the connection with 1003.
+injected ``random_bytes`` source. Received binary messages close the
+connection with 1003 unless the connection opts in
+(``ServerConfig(accept_binary=True)``, ``WsClient(accept_binary=True)``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 from ._connection import WsConnection
 from .client import WsClient
 from .events import (
+    BinaryMessage,
     Closed,
     Headers,
     HttpRequest,
@@ -29,6 +31,7 @@ from .server import ServerConfig, WsServer, encode_server_text_frame
 from .state import WsState
 
 __all__ = [
+    "BinaryMessage",
     "Closed",
     "Headers",
     "HttpRequest",

@@ -1,6 +1,6 @@
 """What both roles do once the opening handshake is over.
 
-Frames are parsed here (RFC 6455 section 5), text messages reassembled and
+Frames are parsed here (RFC 6455 section 5), messages reassembled and
 size-checked, pings answered and the close handshake run. Subclasses add the
 opening handshake and, for the client, masking.
 """
@@ -29,7 +29,7 @@ from ._frames import (
     encode_frame,
     is_valid_close_code,
 )
-from .events import Closed, PingReceived, PongReceived, TextMessage, WsEvent
+from .events import BinaryMessage, Closed, PingReceived, PongReceived, TextMessage, WsEvent
 from .state import WsState
 
 _OPEN = WsState.OPEN
@@ -55,20 +55,24 @@ class WsConnection(abc.ABC):
     # receives, clear on frames a client receives.
     _incoming_mask_bit: ClassVar[int]
 
-    def __init__(self, *, max_message_size: int) -> None:
+    def __init__(self, *, max_message_size: int, accept_binary: bool = False) -> None:
         if max_message_size < 1:
             raise LocalProtocolError("max_message_size must be positive")
         self._state = WsState.CONNECTING
         self._max_message_size = max_message_size
+        self._accept_binary = accept_binary
         self._out: list[bytes] = []
         # Input that does not yet hold the next frame, kept as chunks so a
         # large frame arriving in pieces is joined once, not once per piece.
         self._chunks: list[bytes] = []
         self._chunks_size = 0
         self._needed = 0
-        # A fragmented text message in progress (decoder is None otherwise).
-        self._decoder: codecs.IncrementalDecoder | None = None
+        # The opcode of the fragmented message in progress: OP_TEXT,
+        # OP_BINARY, or OP_CONTINUATION (0) between messages.
+        self._continuing = OP_CONTINUATION
+        self._decoder: codecs.IncrementalDecoder = _Utf8Decoder()
         self._fragments: list[str] = []
+        self._binary_fragments: list[bytes] = []
         self._message_size = 0
 
     @property
@@ -112,6 +116,15 @@ class WsConnection(abc.ABC):
         except UnicodeEncodeError:
             raise LocalProtocolError("text is not encodable as UTF-8") from None
         self._out.append(self._frame(OP_TEXT, payload))
+
+    def send_binary(self, data: bytes) -> None:
+        """Queue ``data`` as one binary message; only while the connection is open.
+
+        Sending is always allowed; only receiving binary is opt-in.
+        """
+        if self._state is not _OPEN:
+            raise LocalProtocolError(f"cannot send a message in state {self._state.name}")
+        self._out.append(self._frame(OP_BINARY, bytes(data)))
 
     def send_ping(self, payload: bytes = b"") -> None:
         """Queue a ping frame (at most 125 bytes); the peer answers with a pong."""
@@ -201,8 +214,12 @@ class WsConnection(abc.ABC):
                 if second & 0x80:
                     payload = apply_mask(payload, data[payload_start - 4 : payload_start])
                 pos = frame_end
-                if opcode <= OP_TEXT:
-                    self._receive_text(opcode, fin, payload, events)
+                if opcode < OP_CLOSE:
+                    # A continuation (opcode 0) belongs to the message in progress.
+                    if (opcode or self._continuing) == OP_TEXT:
+                        self._receive_text(opcode, fin, payload, events)
+                    else:
+                        self._receive_binary(opcode, fin, payload, events)
                 else:
                     self._receive_control(opcode, payload, events)
                     if self._state is _CLOSED:
@@ -235,34 +252,49 @@ class WsConnection(abc.ABC):
             if second & 0x7F > MAX_CONTROL_PAYLOAD:
                 raise _protocol_error("control frame payload over 125 bytes")
         elif opcode == OP_CONTINUATION:
-            if self._decoder is None:
+            if not self._continuing:
                 raise _protocol_error("continuation frame without a message to continue")
-        elif self._decoder is not None:
+        elif self._continuing:
             raise _protocol_error("new message before the previous one ended")
         elif opcode == OP_BINARY:
-            raise FrameError(CloseCode.UNSUPPORTED_DATA, "binary messages are not supported")
+            if not self._accept_binary:
+                raise FrameError(CloseCode.UNSUPPORTED_DATA, "binary messages are not supported")
         elif opcode != OP_TEXT:
             raise _protocol_error(f"unknown opcode {opcode:#x}")
 
     def _receive_text(self, opcode: int, fin: int, payload: bytes, events: list[WsEvent]) -> None:
-        decoder = self._decoder
         try:
             if opcode == OP_TEXT:
                 if fin:
                     events.append(TextMessage(text=payload.decode()))
                     return
-                decoder = self._decoder = _Utf8Decoder()
-            # _check_header let a continuation through only with a decoder.
-            assert decoder is not None
-            self._fragments.append(decoder.decode(payload, bool(fin)))
+                self._decoder.reset()
+                self._continuing = OP_TEXT
+            self._fragments.append(self._decoder.decode(payload, bool(fin)))
         except UnicodeDecodeError:
             raise FrameError(CloseCode.INVALID_PAYLOAD, "text message is not valid UTF-8") from None
         self._message_size += len(payload)
         if fin:
             events.append(TextMessage(text="".join(self._fragments)))
-            self._decoder = None
             self._fragments = []
-            self._message_size = 0
+            self._message_ended()
+
+    def _receive_binary(self, opcode: int, fin: int, payload: bytes, events: list[WsEvent]) -> None:
+        if opcode == OP_BINARY:
+            if fin:
+                events.append(BinaryMessage(data=payload))
+                return
+            self._continuing = OP_BINARY
+        self._binary_fragments.append(payload)
+        self._message_size += len(payload)
+        if fin:
+            events.append(BinaryMessage(data=b"".join(self._binary_fragments)))
+            self._binary_fragments = []
+            self._message_ended()
+
+    def _message_ended(self) -> None:
+        self._continuing = OP_CONTINUATION
+        self._message_size = 0
 
     def _receive_control(self, opcode: int, payload: bytes, events: list[WsEvent]) -> None:
         if opcode == OP_PING:

@@ -40,7 +40,9 @@ class WsClient(WsConnection):
     the transport is connected. ``host`` is the ``Host`` header (with the
     port when it is not the default), ``target`` the path and query.
     ``random_bytes(n)`` must return ``n`` unpredictable bytes; it supplies
-    the handshake nonce and every mask key.
+    the handshake nonce and every mask key. With ``accept_binary`` received
+    binary messages become :class:`BinaryMessage` events instead of closing
+    the connection with 1003.
     """
 
     _incoming_mask_bit = 0x00
@@ -55,8 +57,9 @@ class WsClient(WsConnection):
         headers: Iterable[tuple[str, str]] = (),
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
         max_handshake_size: int = DEFAULT_MAX_HANDSHAKE_SIZE,
+        accept_binary: bool = False,
     ) -> None:
-        super().__init__(max_message_size=max_message_size)
+        super().__init__(max_message_size=max_message_size, accept_binary=accept_binary)
         self._random_bytes = random_bytes
         self._mask_pool = b""
         self._mask_pos = 0

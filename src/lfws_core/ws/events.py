@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import TypeAlias
 
 __all__ = [
+    "BinaryMessage",
     "Closed",
     "Headers",
     "HttpRequest",
@@ -87,6 +88,17 @@ class TextMessage:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class BinaryMessage:
+    """A complete binary message, reassembled from its fragments.
+
+    Only a connection that opted in (``ServerConfig.accept_binary``) reports
+    these; otherwise a binary message closes the connection with 1003.
+    """
+
+    data: bytes
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class PingReceived:
     """The peer sent a ping; the pong was queued already (unless closing)."""
 
@@ -120,6 +132,7 @@ WsEvent: TypeAlias = (
     | Opened
     | Rejected
     | TextMessage
+    | BinaryMessage
     | PingReceived
     | PongReceived
     | Closed

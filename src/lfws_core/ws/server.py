@@ -50,7 +50,13 @@ class ServerConfig:
     max_handshake_size: int = DEFAULT_MAX_HANDSHAKE_SIZE
     """Largest request head in bytes; a larger one is answered with 431."""
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
-    """Largest reassembled text message in bytes; a larger one closes with 1009."""
+    """Largest reassembled message in bytes; a larger one closes with 1009."""
+    accept_binary: bool = False
+    """Whether binary messages become :class:`BinaryMessage` events.
+
+    Off by default: the sync protocol is JSON text only, so a binary message
+    closes the connection with 1003. The Autobahn echo endpoint turns it on.
+    """
 
 
 class WsServer(WsConnection):
@@ -60,7 +66,10 @@ class WsServer(WsConnection):
 
     def __init__(self, config: ServerConfig | None = None) -> None:
         self._config = config or ServerConfig()
-        super().__init__(max_message_size=self._config.max_message_size)
+        super().__init__(
+            max_message_size=self._config.max_message_size,
+            accept_binary=self._config.accept_binary,
+        )
         self._h11 = h11.Connection(
             h11.SERVER, max_incomplete_event_size=self._config.max_handshake_size
         )

@@ -16,6 +16,7 @@ from lfws_core.ws import (
     WsClient,
     WsServer,
     WsState,
+    encode_server_text_frame,
 )
 
 
@@ -52,6 +53,8 @@ def test_server_frames_are_unmasked() -> None:
     _client, server = open_pair()
     server.send_text("Hello")
     assert server.data_to_send() == bytes.fromhex("810548656c6c6f")
+    # A broadcast framed once is the same bytes send_text() queues.
+    assert encode_server_text_frame("Hello") == bytes.fromhex("810548656c6c6f")
 
 
 def test_fragmented_text_is_reassembled_with_control_frames_between() -> None:

@@ -12,6 +12,7 @@ from ws_pair import client_frame, frame, new_client, open_pair, upgrade_request
 from lfws_core.ws import (
     Closed,
     Opened,
+    ServerConfig,
     TextMessage,
     UpgradeRequest,
     WsClient,
@@ -50,6 +51,7 @@ Factory = Callable[[], WsClient | WsServer]
 FACTORIES: list[Factory] = [
     lambda: open_pair()[0],
     lambda: open_pair()[1],
+    lambda: open_pair(ServerConfig(accept_binary=True))[1],
     new_client,
     WsServer,
 ]
