@@ -20,6 +20,7 @@ import os
 import random
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
+from functools import partial
 from typing import Protocol
 
 from lfws_core.actions import (
@@ -46,7 +47,7 @@ from lfws_core.events import JsonValue, SyncEvent
 from .auth import AuthCredentials
 from .runtime import Link, Loop, TimerHandle
 
-__all__ = ["ClientDriver", "ClientHost", "Connector", "Receiver"]
+__all__ = ["ClientBase", "ClientDriver", "ClientHost", "Connector", "Receiver"]
 
 logger = logging.getLogger("lfws.client")
 
@@ -157,6 +158,8 @@ class ClientDriver:
         self._timer_at: float | None = None
         self._store_work: deque[Callable[[], Awaitable[None]]] = deque()
         self._store_busy = False
+        self.state_observers: list[Callable[[ConnectionState], None]] = []
+        """Called on the loop after each state change, after the host (``wait_for_state``)."""
 
     @property
     def session_state(self) -> ConnectionState:
@@ -252,6 +255,8 @@ class ClientDriver:
                 "connection %s%s", action.state.value, f": {action.reason}" * bool(action.reason)
             )
             self._guard(lambda: self.host.state_changed(action.state, action.reason))
+            for observer in self.state_observers:
+                self._guard(partial(observer, action.state))
         elif isinstance(action, CredentialsNeeded):
             self.loop.spawn(lambda: self._ask_credentials(action))
         elif isinstance(action, SyncFiltersNeeded):
@@ -357,3 +362,37 @@ class ClientDriver:
             filters = {}
         self.connection.session.sync_filters_built(filters, self.loop.time())
         self._run()
+
+
+class ClientBase:
+    """The runtime-neutral part of every adapter's ``Client``: a driver's commands.
+
+    A runtime subclasses it, adding ``wait_for_state`` woken by
+    :meth:`_state_changed`.
+    """
+
+    def __init__(self, driver: ClientDriver) -> None:
+        self.driver = driver
+        driver.state_observers.append(self._state_changed)
+
+    def _state_changed(self, state: ConnectionState) -> None:
+        """Observe a new state (on the loop); wake the waiters."""
+
+    @property
+    def state(self) -> ConnectionState:
+        """The connection state."""
+        return self.driver.session_state
+
+    def push(self, repository: str, event: SyncEvent) -> PushResult:
+        """Push a local event: sent, queued until connected, or failed."""
+        return self.driver.push(repository, event)
+
+    def update_credentials(
+        self, token: str | None, headers: Mapping[str, str] | None = None
+    ) -> None:
+        """Use new credentials (``headers=None`` keeps the current ones), re-authenticating."""
+        self.driver.update_credentials(token, self.driver.headers if headers is None else headers)
+
+    def health(self) -> ClientHealth:
+        """Return a snapshot of the connection, queue and cursors."""
+        return self.driver.health()

@@ -37,7 +37,7 @@ from lfws_core.actions import (
 )
 from lfws_core.close_codes import CloseCode
 from lfws_core.codec import encode_message
-from lfws_core.connection import ServerConnection
+from lfws_core.connection import CLOSE_TIMEOUT, ServerConnection
 from lfws_core.events import SyncEvent
 from lfws_core.messages import Events
 from lfws_core.server import ServerConfig
@@ -89,6 +89,10 @@ class ServerOptions:
     """Seconds to hear anything after a ``ping`` before closing with 1011."""
     page_size: int = 500
     """Events per ``events`` message during catch-up."""
+    close_timeout: float = CLOSE_TIMEOUT
+    """Seconds to wait for a client's answer to a close frame before dropping it."""
+    shutdown_timeout: float = 5.0
+    """Seconds a graceful shutdown waits for clients to go before cutting them off."""
 
     def session_config(self) -> ServerConfig:
         """Return the core session configuration these options imply."""
@@ -174,6 +178,11 @@ class SyncHub:
         for peer in list(self._peers):
             peer.close(CloseCode.GOING_AWAY, "server shutting down")
 
+    def endpoint_url(self, host: str, port: int, *, secure: bool) -> str:
+        """Return the URL clients use to reach this hub listening on ``host``:``port``."""
+        authority = f"[{host}]" if ":" in host else host
+        return f"{'wss' if secure else 'ws'}://{authority}:{port}{self.options.path}"
+
     async def health(self) -> dict[str, object]:
         """Return the ``/healthz`` document: status, connections, repositories."""
         stats = await self.event_log.stats()
@@ -204,6 +213,7 @@ class Peer:
             hub._session_config,
             hub._ws_config,
             handshake_timeout=hub.options.handshake_timeout,
+            close_timeout=hub.options.close_timeout,
         )
         self.closed = False
         self._timer: TimerHandle | None = None
@@ -214,6 +224,9 @@ class Peer:
         self._deliveries: deque[tuple[str, tuple[SyncEvent, ...], str, bytes]] = deque()
         self._delivering = False
         self._can_read: dict[str, bool] = {}
+        # Stores waiting for the one in progress, kept in arrival order.
+        self._stores: deque[StoreEvents] = deque()
+        self._storing = False
 
     # --- the runtime's side ----------------------------------------------
 
@@ -328,7 +341,11 @@ class Peer:
             self.link.close()
             self._finish()
         elif isinstance(action, StoreEvents):
-            self._spawn(self._store, action)
+            if self._storing:
+                self._stores.append(action)
+            else:
+                self._storing = True
+                self._spawn(self._store_in_order, action)
         elif isinstance(action, FetchEvents):
             self._spawn(self._fetch, action)
         elif isinstance(action, EventsStored):
@@ -393,6 +410,20 @@ class Peer:
         else:
             self._can_read.clear()
             session.auth_accepted(action.request_id, principal, now)
+
+    async def _store_in_order(self, action: StoreEvents) -> None:
+        # One store at a time: serverSequence then follows the order the
+        # client pushed in, whatever order the runtime runs tasks in (trio
+        # shuffles them on purpose).
+        try:
+            await self._store(action)
+            while self._stores:
+                if not self.closed:
+                    self._run()  # this store's ack goes out before the next store
+                await self._store(self._stores.popleft())
+        finally:
+            self._storing = False
+            self._stores.clear()
 
     async def _store(self, action: StoreEvents) -> None:
         session = self.connection.session

@@ -1,0 +1,290 @@
+"""The asyncio runtime: ``asyncio.Protocol`` callbacks, no task or stream per connection.
+
+Each transport is one :class:`asyncio.Protocol` that is also the drivers'
+:class:`~lfws_adapters.runtime.Link`. Writes wait for the end of the loop
+iteration and leave in one ``transport.write``: all that answers one read
+(replies, and acks of stores that finished at once) costs one system call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from ssl import SSLContext, create_default_context
+from typing import NamedTuple, cast
+
+from lfws_core.actions import ConnectionState, OpenConnection
+from lfws_core.client import ClientConfig
+from lfws_core.connection import CLOSE_TIMEOUT
+
+from .auth import Authenticator, Authorizer
+from .driver import ClientBase, ClientDriver, ClientHost, Receiver
+from .event_log import EventLog
+from .hub import ServerOptions, SyncHub
+from .runtime import Link, PeerFactory
+
+__all__ = ["AsyncioLoop", "Client", "Listener", "Server", "connect", "serve", "serve_peers"]
+
+logger = logging.getLogger("lfws.asyncio")
+
+_FLUSH_AT = 64 * 1024  # the most bytes held back to share one write
+
+
+class AsyncioLoop:
+    """The drivers' :class:`~lfws_adapters.runtime.Loop` over the running asyncio loop."""
+
+    def __init__(self) -> None:
+        self._loop = loop = asyncio.get_running_loop()
+        self._tasks: set[asyncio.Task[None]] = set()  # asyncio keeps only weak references
+        self.time = loop.time  # bound methods: no extra call on the hot path
+        self.call_at = loop.call_at
+
+    def spawn(self, function: Callable[[], Awaitable[None]]) -> None:
+        """Run ``function()`` in a task; what it raises is logged."""
+        task = self._loop.create_task(_logged(function))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def aclose(self) -> None:
+        """Cancel the tasks still running (and those they start) and wait for them."""
+        while tasks := list(self._tasks):
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _logged(function: Callable[[], Awaitable[None]]) -> None:
+    try:
+        await function()
+    except Exception:
+        logger.exception("a background task failed")
+
+
+class _Transports(set["_Stream"]):
+    """The live transports of a listener or a client: to wait for, or to cut off."""
+
+    async def wait_gone(self, timeout: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                while self:
+                    await next(iter(self)).gone.wait()
+
+    async def abort(self) -> None:
+        for stream in list(self):
+            stream.abort()
+        await self.wait_gone(1.0)  # connection_lost runs on the next iteration
+
+
+class _Stream(asyncio.Protocol):
+    """One TCP or TLS transport: the drivers' Link, feeding their receiver."""
+
+    _transport: asyncio.Transport
+    _receiver: Receiver
+
+    def __init__(self, start: Callable[[Link, str], Receiver], transports: _Transports) -> None:
+        self._start = start
+        self._transports = transports
+        self._loop = asyncio.get_running_loop()
+        self._pending: list[bytes] = []
+        self._pending_size = 0
+        self._flush_due = False
+        self._reading = False
+        self._abort_timer: asyncio.TimerHandle | None = None
+        self.gone = asyncio.Event()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast(asyncio.Transport, transport)
+        self._transports.add(self)
+        address = transport.get_extra_info("peername")
+        self._receiver = self._start(self, f"{address[0]}:{address[1]}" if address else "?")
+
+    def data_received(self, data: bytes) -> None:
+        self._reading = True
+        try:
+            self._receiver.data_received(data)
+        finally:
+            self._reading = False
+        # Only now, behind the tasks this read started: acks of stores that
+        # complete at once share the write.
+        self._schedule_flush()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        # The default eof_received closes the transport: EOF lands here too.
+        self._pending.clear()
+        if self._abort_timer is not None:
+            self._abort_timer.cancel()
+        self._transports.discard(self)
+        self.gone.set()
+        self._receiver.connection_lost((str(exc) or repr(exc)) if exc else "connection closed")
+
+    def write(self, data: bytes) -> None:
+        self._pending.append(data)
+        self._pending_size += len(data)
+        if self._pending_size >= _FLUSH_AT:
+            self._flush()  # a burst is no sign of a slow peer: hand it to the OS now
+        elif not self._reading:
+            self._schedule_flush()
+
+    def buffered(self) -> int:
+        return self._pending_size + self._transport.get_write_buffer_size()
+
+    def close(self) -> None:
+        self._flush()
+        transport = self._transport
+        if not transport.is_closing():
+            transport.close()
+            if transport.get_write_buffer_size():
+                # Closing waits for the buffer to drain: forever if the peer never reads.
+                self._abort_timer = self._loop.call_later(CLOSE_TIMEOUT, transport.abort)
+
+    def abort(self) -> None:
+        self._pending.clear()
+        self._transport.abort()
+
+    def _schedule_flush(self) -> None:
+        if self._pending and not self._flush_due:
+            self._flush_due = True
+            self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_due = False
+        if self._pending:
+            data = b"".join(self._pending)
+            self._pending.clear()
+            self._pending_size = 0
+            if not self._transport.is_closing():
+                self._transport.write(data)
+
+
+class Listener(NamedTuple):
+    """A listening socket (see :func:`serve_peers`); ``port`` is the real one, also for 0."""
+
+    host: str
+    port: int
+    transports: _Transports
+
+
+@contextlib.asynccontextmanager
+async def serve_peers(
+    factory: PeerFactory,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    ssl: SSLContext | None = None,
+) -> AsyncIterator[Listener]:
+    """Listen on ``host``:``port``; on exit stop, cutting off the transports left."""
+    transports = _Transports()
+    server = await asyncio.get_running_loop().create_server(
+        lambda: _Stream(factory.connect, transports), host, port, ssl=ssl
+    )
+    try:
+        yield Listener(host, server.sockets[0].getsockname()[1], transports)
+    finally:
+        server.close()
+        await transports.abort()
+        await server.wait_closed()
+
+
+class Server:
+    """A running sync server (see :func:`serve`)."""
+
+    def __init__(self, hub: SyncHub, listener: Listener, *, secure: bool) -> None:
+        self.hub = hub
+        self.host = listener.host
+        self.port = listener.port
+        self.url = hub.endpoint_url(self.host, self.port, secure=secure)
+        """The URL clients connect to."""
+
+    async def serve_forever(self) -> None:
+        """Serve until cancelled."""
+        await asyncio.get_running_loop().create_future()
+
+
+@contextlib.asynccontextmanager
+async def serve(
+    *,
+    event_log: EventLog,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    options: ServerOptions | None = None,
+    authenticator: Authenticator | None = None,
+    authorizer: Authorizer | None = None,
+    ssl: SSLContext | None = None,
+) -> AsyncIterator[Server]:
+    """Run a sync server; on exit close every client with 1001, wait, then close the log."""
+    loop = AsyncioLoop()
+    hub = SyncHub(
+        event_log, loop, options=options, authenticator=authenticator, authorizer=authorizer
+    )
+    try:
+        async with serve_peers(hub, host=host, port=port, ssl=ssl) as listener:
+            try:
+                yield Server(hub, listener, secure=ssl is not None)
+            finally:
+                hub.shutdown()
+                await listener.transports.wait_gone(hub.options.shutdown_timeout)
+    finally:
+        await loop.aclose()
+        await event_log.aclose()
+
+
+class _Connector:
+    def __init__(self, ssl: SSLContext | None, transports: _Transports) -> None:
+        self._ssl = ssl
+        self._transports = transports
+
+    async def connect(self, target: OpenConnection, receiver: Receiver) -> Link:
+        if target.secure and self._ssl is None:
+            self._ssl = create_default_context()
+        context = self._ssl if target.secure else None
+        _, stream = await asyncio.get_running_loop().create_connection(
+            lambda: _Stream(lambda link, name: receiver, self._transports),
+            target.host,
+            target.port,
+            ssl=context,
+            server_hostname=target.host if context else None,
+        )
+        return stream
+
+
+class Client(ClientBase):
+    """A running sync client (see :func:`connect`)."""
+
+    def __init__(self, driver: ClientDriver) -> None:
+        self._changed = asyncio.Event()
+        super().__init__(driver)
+
+    def _state_changed(self, state: ConnectionState) -> None:
+        self._changed.set()
+
+    async def wait_for_state(self, state: ConnectionState, timeout: float = 10.0) -> None:
+        """Wait until the connection is in ``state``; raise ``TimeoutError`` after ``timeout``."""
+        async with asyncio.timeout(timeout):
+            while self.state is not state:
+                self._changed.clear()
+                await self._changed.wait()
+
+
+@contextlib.asynccontextmanager
+async def connect(
+    config: ClientConfig,
+    host: ClientHost | None = None,
+    *,
+    ssl: SSLContext | None = None,
+    cursors: Mapping[str, int] | None = None,
+) -> AsyncIterator[Client]:
+    """Run a sync client; on exit close it (close handshake, then the transport)."""
+    transports = _Transports()
+    connector = _Connector(ssl, transports)
+    loop = AsyncioLoop()
+    driver = ClientDriver(config, host or ClientHost(), loop, connector, cursors=cursors)
+    driver.start()
+    try:
+        yield Client(driver)
+    finally:
+        driver.close()
+        await transports.wait_gone(CLOSE_TIMEOUT)
+        await transports.abort()
+        await loop.aclose()

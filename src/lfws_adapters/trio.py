@@ -1,0 +1,297 @@
+"""The trio runtime: the sync server and client on trio's own streams.
+
+``serve`` and ``connect`` run the shared :class:`~lfws_adapters.hub.SyncHub`
+and :class:`~lfws_adapters.driver.ClientDriver`; this module only supplies
+trio's clock, timers and tasks (a :class:`~lfws_adapters._streams.TaskLoop`)
+and a :class:`~lfws_adapters.runtime.Link` per TCP or TLS stream: a reader
+task feeding the peer 64 KiB at a time and a writer task sending the queue.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+from functools import partial
+from ssl import SSLContext, create_default_context
+
+import trio
+
+from lfws_core.actions import ConnectionState, OpenConnection
+from lfws_core.client import ClientConfig
+from lfws_core.connection import CLOSE_TIMEOUT
+
+from ._streams import Outbox, TaskLoop, lone_error_unwrapped
+from .auth import Authenticator, Authorizer
+from .driver import ClientBase, ClientDriver, ClientHost, Receiver
+from .event_log import EventLog
+from .hub import ServerOptions, SyncHub
+from .runtime import Link, PeerFactory
+
+__all__ = ["Client", "Listener", "Server", "connect", "serve", "serve_peers"]
+
+logger = logging.getLogger("lfws.trio")
+
+_READ_SIZE = 1 << 16
+_FLUSH_TIMEOUT = 5.0  # for a closing link whose peer stopped reading
+
+
+async def _run_shielded(*, task_status: trio.TaskStatus[trio.Nursery]) -> None:
+    with trio.CancelScope(shield=True):
+        async with trio.open_nursery() as nursery:
+            task_status.started(nursery)
+            await trio.sleep_forever()
+
+
+@asynccontextmanager
+async def _service_nursery() -> AsyncIterator[trio.Nursery]:
+    # Background tasks (timers, connections) out of reach of the caller's
+    # cancellation, so that a graceful shutdown can still talk to the peers;
+    # they are cancelled on exit.
+    with lone_error_unwrapped():
+        async with trio.open_nursery() as owner:
+            nursery: trio.Nursery = await owner.start(_run_shielded)
+            try:
+                yield nursery
+            finally:
+                nursery.cancel_scope.cancel()
+
+
+def _new_loop(nursery: trio.Nursery) -> TaskLoop:
+    loop = TaskLoop(
+        clock=trio.current_time,
+        new_event=trio.Event,
+        move_on_at=trio.move_on_at,
+        start_soon=nursery.start_soon,
+        logger=logger,
+    )
+    nursery.start_soon(loop.run_timers)
+    return loop
+
+
+def _lost(error: trio.BrokenResourceError) -> str:
+    return f"connection lost: {error.__cause__ or error!r}"  # the cause: OSError, SSLError
+
+
+class _StreamLink(Outbox):
+    """A trio stream as a Link: ``write`` queues, one task sends, one reads."""
+
+    __slots__ = ("_flushing", "_stream", "error", "finished")
+
+    def __init__(self, stream: trio.abc.Stream) -> None:
+        super().__init__(trio.Event)
+        self._stream = stream
+        self._flushing = trio.CancelScope()
+        self.error: str | None = None
+        self.finished = trio.Event()
+
+    def close(self) -> None:
+        # Flush, but not forever: a peer that stopped reading gets cut off.
+        deadline = trio.current_time() + _FLUSH_TIMEOUT
+        self._flushing.deadline = min(self._flushing.deadline, deadline)
+        super().close()
+
+    async def _send_all(self) -> None:
+        try:
+            with self._flushing:
+                await self.pump(self._stream.send_all)
+                await self._stream.aclose()
+        except trio.BrokenResourceError as error:
+            self.error = _lost(error)
+        finally:
+            self.finished.set()
+            await trio.aclose_forcefully(self._stream)
+
+    async def _receive_all(self, receiver: Receiver) -> str:
+        try:
+            while data := await self._stream.receive_some(_READ_SIZE):
+                receiver.data_received(bytes(data))
+        except trio.ClosedResourceError:  # by the writer, done or failed
+            return self.error or "connection closed"
+        except trio.BrokenResourceError as error:
+            return _lost(error)
+        return "connection closed by the peer"
+
+    async def run(self, receiver: Callable[[], Receiver]) -> None:
+        """Feed ``receiver()`` and send the queue until the stream ends."""
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._send_all)
+                peer, reason = receiver(), "connection cancelled"
+                try:
+                    reason = await self._receive_all(peer)
+                finally:
+                    peer.connection_lost(reason)
+                    self.close()
+        except Exception:  # a bug must not take the other connections down
+            logger.exception("a connection task failed")
+
+
+class Listener:
+    """A listening TCP (or TLS) server (see :func:`serve_peers`)."""
+
+    def __init__(self, factory: PeerFactory, host: str, port: int) -> None:
+        self.factory = factory
+        """Where accepted transports go."""
+        self.host = host
+        """The address listened on."""
+        self.port = port
+        """The port listened on (the real one, also when 0 was asked for)."""
+        self._links: set[_StreamLink] = set()
+
+    async def drain(self, timeout: float) -> None:
+        """Wait up to ``timeout`` seconds (even when cancelled) for every transport to end."""
+        with trio.move_on_after(timeout, shield=True):
+            for link in list(self._links):
+                await link.finished.wait()
+
+    async def _accept(self, stream: trio.abc.Stream) -> None:
+        link = _StreamLink(stream)
+        self._links.add(link)
+        try:
+            raw = stream.transport_stream if isinstance(stream, trio.SSLStream) else stream
+            assert isinstance(raw, trio.SocketStream)
+            address = raw.socket.getpeername()
+            name = f"{address[0]}:{address[1]}"
+        except OSError:  # reset before we asked
+            name = "unknown peer"
+        try:
+            await link.run(partial(self.factory.connect, link, name))
+        finally:
+            self._links.discard(link)
+
+
+@asynccontextmanager
+async def serve_peers(
+    factory: PeerFactory,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    ssl: SSLContext | None = None,
+) -> AsyncIterator[Listener]:
+    """Accept TCP (TLS with ``ssl``) connections for ``factory``; on exit, cut them all."""
+    sockets = await trio.open_tcp_listeners(port, host=host)
+    listeners: list[trio.abc.Listener[trio.abc.Stream]] = (
+        [trio.SSLListener(socket, ssl) for socket in sockets] if ssl else list(sockets)
+    )
+    listener = Listener(factory, host, sockets[0].socket.getsockname()[1])
+    async with _service_nursery() as connections, _service_nursery() as accepting:
+        serve = partial(trio.serve_listeners, listener._accept, listeners)
+        accepting.start_soon(partial(serve, handler_nursery=connections))
+        yield listener
+
+
+class Server:
+    """A running sync server (see :func:`serve`)."""
+
+    def __init__(self, hub: SyncHub, listener: Listener, *, secure: bool) -> None:
+        self.hub = hub
+        self.host = listener.host
+        self.port = listener.port
+        self.url = hub.endpoint_url(self.host, self.port, secure=secure)
+        """The URL clients connect to."""
+
+    async def serve_forever(self) -> None:
+        """Serve until cancelled."""
+        await trio.sleep_forever()
+
+
+@asynccontextmanager
+async def serve(
+    *,
+    event_log: EventLog,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    options: ServerOptions | None = None,
+    authenticator: Authenticator | None = None,
+    authorizer: Authorizer | None = None,
+    ssl: SSLContext | None = None,
+) -> AsyncIterator[Server]:
+    """Run a sync server; on exit close every client with 1001, wait, then close the log."""
+    try:
+        async with _service_nursery() as tasks:
+            hub = SyncHub(
+                event_log,
+                _new_loop(tasks),
+                options=options,
+                authenticator=authenticator,
+                authorizer=authorizer,
+            )
+            async with serve_peers(hub, host=host, port=port, ssl=ssl) as listener:
+                try:
+                    yield Server(hub, listener, secure=ssl is not None)
+                finally:
+                    hub.shutdown()
+                    await listener.drain(hub.options.shutdown_timeout)
+    finally:
+        with trio.CancelScope(shield=True):
+            await event_log.aclose()
+
+
+class _Connector:
+    """Opens the client's TCP/TLS streams; each runs in the client's nursery."""
+
+    def __init__(self, nursery: trio.Nursery, ssl: SSLContext | None) -> None:
+        self._nursery = nursery
+        self._ssl = ssl
+        self.link: _StreamLink | None = None
+
+    async def connect(self, target: OpenConnection, receiver: Receiver) -> Link:
+        stream: trio.abc.Stream = await trio.open_tcp_stream(target.host, target.port)
+        if target.secure:
+            context = self._ssl or create_default_context()
+            stream = trio.SSLStream(stream, context, server_hostname=target.host)
+            try:
+                await stream.do_handshake()  # so that a bad certificate fails the attempt
+            except BaseException as error:
+                await trio.aclose_forcefully(stream)
+                if isinstance(error, trio.BrokenResourceError):
+                    raise OSError(_lost(error)) from error
+                raise
+        link = self.link = _StreamLink(stream)
+        self._nursery.start_soon(link.run, lambda: receiver)
+        return link
+
+
+class Client(ClientBase):
+    """A running sync client (see :func:`connect`)."""
+
+    def __init__(self, driver: ClientDriver) -> None:
+        self._changed = trio.Event()
+        super().__init__(driver)
+
+    def _state_changed(self, state: ConnectionState) -> None:
+        self._changed.set()
+        self._changed = trio.Event()
+
+    async def wait_for_state(self, state: ConnectionState, timeout: float = 10.0) -> None:
+        """Wait until the connection is in ``state``; raise ``TimeoutError`` after ``timeout``."""
+        with trio.move_on_after(timeout):
+            while self.state is not state:
+                await self._changed.wait()
+            return
+        raise TimeoutError(f"still {self.state.value} after {timeout} s, not {state.value}")
+
+
+@asynccontextmanager
+async def connect(
+    config: ClientConfig,
+    host: ClientHost | None = None,
+    *,
+    ssl: SSLContext | None = None,
+    cursors: Mapping[str, int] | None = None,
+) -> AsyncIterator[Client]:
+    """Run a sync client; on exit close it (close handshake, then the transport)."""
+    async with _service_nursery() as tasks:
+        connector = _Connector(tasks, ssl)
+        driver = ClientDriver(
+            config, host or ClientHost(), _new_loop(tasks), connector, cursors=cursors
+        )
+        driver.start()
+        try:
+            yield Client(driver)
+        finally:
+            driver.close()
+            with trio.move_on_after(CLOSE_TIMEOUT, shield=True):
+                if connector.link is not None:
+                    await connector.link.finished.wait()

@@ -1,0 +1,161 @@
+"""The native trio adapter over loopback: sync, TLS, graceful shutdown."""
+
+from __future__ import annotations
+
+import ssl
+
+import pytest
+import trio
+import trio.testing
+import trustme
+from tests.e2e.helpers import eventually
+from tests.e2e.hosts import RecordingHost
+from trio.testing import MockClock
+
+from lfws_adapters import trio as lfws_trio
+from lfws_adapters.event_log import InMemoryEventLog, StoreClosed
+from lfws_adapters.trio import _StreamLink
+from lfws_core.actions import ConnectionState
+from lfws_core.client import ClientConfig
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "trio"
+
+
+def config(url: str) -> ClientConfig:
+    return ClientConfig(url=url, repositories=("notes",), reconnect_delay=60.0)
+
+
+async def test_a_push_is_acked_and_broadcast_to_the_other_client() -> None:
+    async with lfws_trio.serve(event_log=InMemoryEventLog(), port=0) as server:
+        assert server.url == f"ws://127.0.0.1:{server.port}/sync"
+        alice, bob = RecordingHost("alice"), RecordingHost("bob")
+        async with (
+            lfws_trio.connect(config(server.url), alice) as a,
+            lfws_trio.connect(config(server.url), bob) as b,
+        ):
+            await a.wait_for_state(ConnectionState.LIVE, 2.0)
+            await b.wait_for_state(ConnectionState.LIVE, 2.0)
+            event = alice.edit(a, "notes", "n1", title="hello")
+
+            await eventually(alice.all_synced)  # acknowledged
+            await eventually(lambda: bob.knows([event]))
+            assert bob.replica.documents("notes") == {"n1": {"id": "n1", "title": "hello"}}
+            assert bob.replica.cursors == {"notes": 1}
+            assert len(server.hub.peers) == 2
+        await eventually(lambda: not server.hub.peers)
+
+
+async def test_wss_with_a_trusted_certificate() -> None:
+    authority = trustme.CA()
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority.issue_cert("127.0.0.1").configure_cert(server_context)
+    client_context = ssl.create_default_context()
+    authority.configure_trust(client_context)
+
+    async with lfws_trio.serve(event_log=InMemoryEventLog(), port=0, ssl=server_context) as server:
+        assert server.url.startswith("wss://")
+        async with lfws_trio.connect(config(server.url), ssl=client_context) as client:
+            await client.wait_for_state(ConnectionState.LIVE, 2.0)
+            assert client.health().connected
+
+
+async def test_an_untrusted_certificate_fails_the_connection() -> None:
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    trustme.CA().issue_cert("127.0.0.1").configure_cert(server_context)
+    host = RecordingHost()
+
+    async with (
+        lfws_trio.serve(event_log=InMemoryEventLog(), port=0, ssl=server_context) as server,
+        lfws_trio.connect(config(server.url), host) as client,
+    ):
+        await client.wait_for_state(ConnectionState.WAITING_TO_RECONNECT, 2.0)
+        assert "certificate verify failed" in host.states[-1][1]
+
+
+@pytest.mark.parametrize("leave", ["return", "cancel"])
+async def test_leaving_serve_closes_clients_with_1001(leave: str) -> None:
+    log = InMemoryEventLog()
+    done = trio.Event()
+
+    async def run_server(*, task_status: trio.TaskStatus[tuple[str, trio.CancelScope]]) -> None:
+        with trio.CancelScope() as scope:
+            async with lfws_trio.serve(event_log=log, port=0) as server:
+                task_status.started((server.url, scope))
+                await done.wait()
+
+    host = RecordingHost()
+    async with trio.open_nursery() as nursery:
+        url, scope = await nursery.start(run_server)
+        async with lfws_trio.connect(config(url), host) as client:
+            await client.wait_for_state(ConnectionState.LIVE, 2.0)
+            # Cancelled or not, the server still tells its clients it is going.
+            scope.cancel() if leave == "cancel" else done.set()
+            await client.wait_for_state(ConnectionState.WAITING_TO_RECONNECT, 2.0)
+    reasons = [r for state, r in host.states if state is ConnectionState.WAITING_TO_RECONNECT]
+    assert reasons == ["connection lost: server shutting down (1001)"]
+    with pytest.raises(StoreClosed):
+        await log.stats()
+
+
+async def test_a_wait_for_state_that_never_comes_times_out() -> None:
+    async with lfws_trio.connect(config("ws://127.0.0.1:1/sync")) as client:
+        with pytest.raises(TimeoutError):
+            await client.wait_for_state(ConnectionState.LIVE, 0.05)
+
+
+async def test_an_error_in_the_body_comes_out_unwrapped() -> None:
+    with pytest.raises(KeyError):
+        async with lfws_trio.serve(event_log=InMemoryEventLog(), port=0):
+            raise KeyError("mine")
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.data = bytearray()
+        self.lost: list[str] = []
+
+    def data_received(self, data: bytes) -> None:
+        self.data += data
+
+    def connection_lost(self, reason: str) -> None:
+        self.lost.append(reason)
+
+
+async def test_a_link_counts_unsent_bytes_and_flushes_before_closing() -> None:
+    ours, theirs = trio.testing.lockstep_stream_pair()
+    link = _StreamLink(ours)
+    sink = Sink()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(link.run, lambda: sink)
+        link.write(b"hello ")
+        assert link.buffered() == 0  # the writer sends it on its next turn
+        await trio.testing.wait_all_tasks_blocked()
+        link.write(b"world")
+        assert link.buffered() == 5  # queued behind a send the peer has not read
+        await theirs.send_all(b"ping")
+        link.close()
+        link.close()
+        link.write(b"too late")
+        assert await theirs.receive_some() == b"hello "
+        assert await theirs.receive_some() == b"world"
+        assert await theirs.receive_some() == b""  # closed after the flush
+    assert link.buffered() == 0
+    assert sink.data == b"ping"
+    assert sink.lost == ["connection closed"]
+
+
+@pytest.mark.parametrize("anyio_backend", [("trio", {"clock": MockClock(autojump_threshold=0)})])
+async def test_a_closing_link_gives_up_on_a_peer_that_never_reads() -> None:
+    ours, _ = trio.testing.lockstep_stream_pair()
+    link = _StreamLink(ours)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(link.run, Sink)
+        link.write(b"x" * 1000)
+        link.close()
+        await link.finished.wait()
+    assert trio.current_time() == pytest.approx(5.0)

@@ -1,0 +1,76 @@
+"""A client that stops reading is dropped; the others never wait for it."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+
+from lfws_adapters.hub import ServerOptions
+from lfws_core.close_codes import CloseCode
+
+from .helpers import (
+    REPOSITORY,
+    EventLogs,
+    RawClient,
+    authenticated,
+    client_config,
+    eventually,
+    live,
+    peer_named,
+)
+from .hosts import RecordingHost
+from .runtimes import Runtime
+
+pytestmark = pytest.mark.anyio
+
+LIMIT = 256 * 1024
+PAYLOAD = "x" * 8 * 1024
+BURST = 8  # events a normal client receives at once: 64 KiB, well below LIMIT
+
+
+async def test_a_stalled_consumer_is_dropped_and_resumes_from_its_cursor(
+    runtime: Runtime, logs: EventLogs
+) -> None:
+    # Catch-up pages of 16 events stay far below the 1 MiB message limit.
+    options = ServerOptions(send_buffer_limit=LIMIT, close_timeout=0.2, page_size=16)
+    writer, reader, resumed = RecordingHost("writer"), RecordingHost("reader"), RecordingHost()
+    async with runtime.module.serve(event_log=logs.open(), port=0, options=options) as server:
+        stalled = RawClient(server.port, receive_buffer=4096)
+        await anyio.to_thread.run_sync(stalled.authenticate)
+        config = client_config(server.url)
+        async with (
+            runtime.module.connect(config, writer) as w,
+            runtime.module.connect(config, reader) as r,
+        ):
+            await live(w, r)
+            # Flood until the server gives up on the stalled client (it closes
+            # with 1013, then drops it); every burst is synced meanwhile.
+            while authenticated(server, stalled.name):
+                assert len(writer.pushed) < 2000, "the stalled client was never dropped"
+                for _ in range(BURST):
+                    writer.edit(w, REPOSITORY, f"doc{len(writer.pushed)}", text=PAYLOAD)
+                await eventually(writer.all_synced)
+            await eventually(lambda: not peer_named(server, stalled.name))
+            # Sync goes on without it.
+            for _ in range(BURST):
+                writer.edit(w, REPOSITORY, f"doc{len(writer.pushed)}", text="after")
+            await eventually(writer.all_synced)
+            await eventually(lambda: reader.knows(writer.pushed))
+            assert [e.server_sequence for e in reader.applied] == list(
+                range(1, len(writer.pushed) + 1)
+            )
+
+        # What the stalled client got before being cut off ends with a close (1013).
+        await anyio.to_thread.run_sync(stalled.read_to_end)
+        assert stalled.close_code == CloseCode.TRY_AGAIN_LATER
+        received = [e.server_sequence for e in stalled.events()]
+        cursor = len(received)
+        assert received == list(range(1, cursor + 1))
+        assert cursor <= len(writer.pushed) - BURST
+
+        async with runtime.module.connect(config, resumed, cursors={REPOSITORY: cursor}) as c:
+            await live(c)
+            await eventually(lambda: resumed.knows(writer.pushed[cursor:]))
+            assert [e.server_sequence for e in resumed.applied] == list(
+                range(cursor + 1, len(writer.pushed) + 1)
+            )
