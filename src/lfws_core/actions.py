@@ -176,8 +176,9 @@ class ReconnectScheduled:
 class ApplyEvents:
     """Apply remote ``events`` of ``repository`` to the local store.
 
-    Report completion with ``ClientSession.events_applied(batch_id, now)``,
-    in the order the batches were emitted.
+    Report completion with ``ClientSession.events_applied(batch_id, now)``
+    (or ``events_apply_failed(batch_id, reason, now)``), in the order the
+    batches were emitted.
     """
 
     batch_id: int

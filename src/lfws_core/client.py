@@ -22,6 +22,8 @@ Where it goes beyond the Dart client:
   again after a reconnect (the server deduplicates by event id);
 * the session keeps a cursor per repository itself (the highest
   ``serverSequence`` known to be applied with nothing missing below it);
+* a batch the store fails to apply moves no cursor, and its events are
+  fetched again on a fresh connection;
 * credentials are refreshed in band, and refusals do not loop: after
   ``max_auth_failures`` the session waits for explicit new credentials;
 * a silent (half-open) link is detected by heartbeats;
@@ -126,7 +128,7 @@ class ClientInput(enum.Enum):
     CONNECTION_FAILED = "connection_failed"
     """The adapter could not open the WebSocket."""
     CONNECTION_LOST = "connection_lost"
-    """The WebSocket closed or the transport dropped."""
+    """The WebSocket closed or the transport dropped (or the session gave it up for the store)."""
     MESSAGE_RECEIVED = "message_received"
     """A text or message arrived."""
     AUTH_ACCEPTED = "auth_accepted"
@@ -147,6 +149,8 @@ class ClientInput(enum.Enum):
     """``push()``."""
     EVENTS_APPLIED = "events_applied"
     """``events_applied()``."""
+    EVENTS_APPLY_FAILED = "events_apply_failed"
+    """``events_apply_failed()``."""
     SYNC_FILTERS_BUILT = "sync_filters_built"
     """``sync_filters_built()``."""
     CLOSE = "close"
@@ -188,6 +192,7 @@ def _build_transitions() -> Mapping[tuple[ConnectionState, ClientInput], Connect
             table.setdefault((state, i.CREDENTIALS_UPDATED), state)
         if state is not s.IDLE:
             table[state, i.EVENTS_APPLIED] = state
+            table[state, i.EVENTS_APPLY_FAILED] = state
             table[state, i.SYNC_FILTERS_BUILT] = state
     return MappingProxyType(table)
 
@@ -470,6 +475,9 @@ class ClientSession:
         self._unconfirmed: dict[str, tuple[int, _Batch]] = {}
 
         self._cursors: dict[str, int] = dict(cursors)
+        # Sequences above the cursor whose batch the store failed to apply:
+        # the cursor stays below them until a batch carrying them is applied.
+        self._holes: dict[str, set[int]] = {}
         self._known: dict[str, None] = dict.fromkeys(chain(config.repositories, cursors))
         self._batches: deque[_Batch] = deque()
         self._next_batch_id = 1
@@ -649,19 +657,12 @@ class ClientSession:
 
     def events_applied(self, batch_id: int, now: float) -> None:
         """Report ``ApplyEvents(batch_id)`` applied by the store (batches in order)."""
-        self._check(ClientInput.EVENTS_APPLIED)
-        if self._state is ConnectionState.CLOSED:
+        batch = self._reported(ClientInput.EVENTS_APPLIED, batch_id, "applied")
+        if batch is None:
             return
-        if not self._batches:
-            raise LocalProtocolError(f"batch {batch_id!r} reported applied, none is outstanding")
-        batch = self._batches[0]
-        if batch.batch_id != batch_id:
-            raise LocalProtocolError(
-                f"batch {batch_id!r} reported applied, batch {batch.batch_id} comes first"
-            )
-        self._batches.popleft()
         batch.applied = True
         repository = batch.repository
+        self._fill_holes(repository, batch.events)
         sequence = _max_sequence(batch.events)
         if batch.live and sequence is not None:
             self._advance(repository, sequence)
@@ -675,6 +676,42 @@ class ClientSession:
                 repository=repository, events=batch.events, cursor=self._cursors.get(repository)
             )
         )
+
+    def events_apply_failed(self, batch_id: int, reason: str, now: float) -> None:
+        """Report that the store could not apply ``ApplyEvents(batch_id)`` (batches in order).
+
+        The batch is not confirmed to the server and moves no cursor, and
+        neither do the batches of its repository still outstanding (they may
+        still be applied: merging is idempotent). The cursor stays below the
+        failed events until a batch carrying them is applied. If the batch
+        came on the open connection, the session gives that connection up
+        (close 1011, reconnect with backoff), so the next catch-up fetches
+        the events again from the unchanged cursor.
+        """
+        batch = self._reported(ClientInput.EVENTS_APPLY_FAILED, batch_id, "failed")
+        if batch is None:
+            return
+        repository = batch.repository
+        # Later batches may carry a catch-up's commit or live sequences past
+        # the failed events: none of them may move the cursor.
+        for later in self._batches:
+            if later.repository == repository:
+                later.live = False
+                later.commit = None
+        self._unconfirmed.pop(repository, None)
+        cursor = self._cursors.get(repository, -1)
+        holes = {
+            sequence
+            for event in batch.events
+            if (sequence := event.server_sequence) is not None and sequence > cursor
+        }
+        if holes:
+            self._holes.setdefault(repository, set()).update(holes)
+        self._known.setdefault(repository)  # so that every catch-up asks for it
+        if batch.connection == self._connection:
+            # Batches arrive only once authenticated, so this connection is open.
+            self._emit(CloseConnection(code=CloseCode.INTERNAL_ERROR, reason="local store failed"))
+            self._drop(now, ClientInput.CONNECTION_LOST, f"local store failed: {reason}")
 
     def sync_filters_built(
         self, filters: Mapping[str, Mapping[str, JsonValue] | None], now: float
@@ -711,6 +748,20 @@ class ClientSession:
             self._connect(now, ClientInput.CREDENTIALS_UPDATED, "credentials updated")
         elif self._state in _OPEN:
             self._send_auth(now)
+
+    def _reported(self, event: ClientInput, batch_id: int, outcome: str) -> _Batch | None:
+        """Take the batch the store reported on: the oldest (None once closed)."""
+        self._check(event)
+        if self._state is ConnectionState.CLOSED:
+            return None
+        if not self._batches:
+            raise LocalProtocolError(f"batch {batch_id!r} reported {outcome}, none is outstanding")
+        batch = self._batches[0]
+        if batch.batch_id != batch_id:
+            raise LocalProtocolError(
+                f"batch {batch_id!r} reported {outcome}, batch {batch.batch_id} comes first"
+            )
+        return self._batches.popleft()
 
     # --- the transition table -------------------------------------------------------
 
@@ -948,10 +999,21 @@ class ClientSession:
             self._emit(SyncCompleted(repository=repository, events=(), cursor=sequence))
 
     def _advance(self, repository: str, sequence: int) -> bool:
+        holes = self._holes.get(repository)
+        if holes is not None:
+            sequence = min(sequence, min(holes) - 1)
         if sequence <= self._cursors.get(repository, -1):
             return False
         self._cursors[repository] = sequence
         return True
+
+    def _fill_holes(self, repository: str, events: Iterable[SyncEvent]) -> None:
+        holes = self._holes.get(repository)
+        if holes is None:
+            return
+        holes.difference_update(event.server_sequence for event in events)
+        if not holes:
+            del self._holes[repository]
 
     # --- catch-up and the queue --------------------------------------------------------
 

@@ -166,6 +166,10 @@ class Client:
         self.session.events_applied(batch_id, self.now)
         return self.out()
 
+    def failed(self, batch_id: int, reason: str = "disk full") -> list[Output]:
+        self.session.events_apply_failed(batch_id, reason, self.now)
+        return self.out()
+
     def credentials(self, token: str | None, headers: Mapping[str, str] = HEADERS) -> list[Output]:
         self.session.update_credentials(token=token, headers=headers, now=self.now)
         return self.out()
@@ -343,14 +347,25 @@ def test_every_call_in_every_state_follows_the_table(
         assert session.state is TRANSITIONS[state, event]
 
 
+REPORTS: dict[ClientInput, Callable[[ClientSession], object]] = {
+    I.EVENTS_APPLIED: lambda s: s.events_applied(1, 0.0),
+    I.EVENTS_APPLY_FAILED: lambda s: s.events_apply_failed(1, "disk full", 0.0),
+}
+
+
 @pytest.mark.parametrize("state", list(S))
-def test_events_applied_without_a_batch(state: ConnectionState) -> None:
+@pytest.mark.parametrize("event", list(REPORTS))
+def test_store_reports_without_a_batch(state: ConnectionState, event: ClientInput) -> None:
     session = reach(state).session
     if state is S.CLOSED:
-        session.events_applied(1, 0.0)  # ignored after close
+        REPORTS[event](session)  # ignored after close
+    elif state is S.IDLE:
+        with pytest.raises(LocalProtocolError, match=f"{event.value} is not allowed"):
+            REPORTS[event](session)
     else:
-        with pytest.raises(LocalProtocolError):
-            session.events_applied(1, 0.0)
+        with pytest.raises(LocalProtocolError, match=r"batch 1 reported \w+, none is outstanding"):
+            REPORTS[event](session)
+    assert session.state is state
 
 
 # --- connecting ----------------------------------------------------------------
@@ -1112,6 +1127,148 @@ def test_batches_are_reported_applied_in_order() -> None:
         client.applied(3)
 
 
+# --- batches the store failed to apply --------------------------------------------------
+
+
+def test_failures_are_reported_in_order_too() -> None:
+    client = Client()
+    client.live()
+    client.receive(
+        Events(repository="todos", events=(ev(1, 1),)),
+        Events(repository="todos", events=(ev(2, 2),)),
+    )
+    with pytest.raises(LocalProtocolError, match="batch 2 reported failed, batch 1 comes first"):
+        client.failed(2)
+    assert client.session.state is S.LIVE
+    client.failed(1)
+    client.applied(2)
+    with pytest.raises(LocalProtocolError, match="batch 2 reported failed, none is outstanding"):
+        client.failed(2)
+
+
+def test_a_failed_batch_gives_the_connection_up_and_is_fetched_again() -> None:
+    client = Client(cursors={"todos": 4})
+    client.live()
+    events = (ev(5, 5), ev(6, 6))
+    client.receive(Events(repository="todos", events=events))
+    client.now = 2.0
+    reason = "local store failed: disk full"
+    # Neither events_received nor SyncCompleted: the events are not applied.
+    assert client.failed(1) == [
+        CloseConnection(code=1011, reason="local store failed"),
+        changed(S.WAITING_TO_RECONNECT, reason),
+        ReconnectScheduled(at=3.5, delay=1.5, attempt=1),
+    ]
+    assert client.session.cursors == {"todos": 4}
+    assert client.session.health(2.0).reason == reason
+    client.reconnect()
+    assert client.receive(AuthSuccess())[-1] == RequestEvents(repository="todos", after_sequence=4)
+    client.receive(Events(repository="todos", events=events), SyncComplete())
+    assert client.applied(2) == [
+        EventsReceived(repository="todos", count=2),
+        SyncCompleted(repository="todos", events=events, cursor=6),
+    ]
+
+
+def test_batches_outstanding_at_a_failure_do_not_move_the_cursor() -> None:
+    client = Client(config(repositories=("todos", "notes")), cursors={"todos": 4})
+    client.authenticated()
+    client.receive(
+        Events(repository="todos", events=(ev(5, 5),)),
+        Events(repository="todos", events=(ev(8, 8),)),
+        Events(repository="todos", events=(ev(9, 9),)),  # will carry the catch-up's commit
+        Events(repository="notes", events=(ev("n", 1),)),
+        SyncComplete(repository="todos"),
+        SyncComplete(repository="notes"),
+        Events(repository="todos", events=(ev(10, 10),)),  # live
+        Events(repository="notes", events=(ev("m", 2),)),
+    )
+    client.applied(1)
+    client.failed(2)
+    # Still applied (merging is idempotent), but the cursor stays where it
+    # was at the failure, not just below the failed event.
+    assert client.applied(3) == [SyncCompleted(repository="todos", events=(ev(9, 9),), cursor=4)]
+    assert client.applied(4) == [SyncCompleted(repository="notes", events=(ev("n", 1),), cursor=1)]
+    assert client.applied(5) == [SyncCompleted(repository="todos", events=(ev(10, 10),), cursor=4)]
+    assert client.applied(6) == [SyncCompleted(repository="notes", events=(ev("m", 2),), cursor=2)]
+    client.reconnect()
+    assert client.receive(AuthSuccess())[-2] == RequestEvents(repository="todos", after_sequence=4)
+
+
+AGAIN = (ev(5, 5), ev(6, 6))
+
+
+def fail_a_batch_of_an_old_connection() -> Client:
+    """Batch 1 came on a lost connection; batch 2 brings it again, then batch 1 fails."""
+    client = Client(cursors={"todos": 4})
+    client.live()
+    client.receive(Events(repository="todos", events=(ev(5, 5),)))
+    client.lose()
+    client.reconnect()
+    assert client.receive(AuthSuccess())[-1] == RequestEvents(repository="todos", after_sequence=4)
+    client.receive(Events(repository="todos", events=AGAIN))  # the catch-up's first batch
+    assert client.failed(1) == []
+    assert client.session.state is S.SYNCING
+    return client
+
+
+def test_a_failed_batch_of_an_old_connection_keeps_the_current_one() -> None:
+    client = fail_a_batch_of_an_old_connection()
+    client.receive(Events(repository="todos", events=(ev(7, 7),)), SyncComplete())
+    # Outstanding at the failure: confirmed to the server, the cursor unchanged.
+    assert client.applied(2) == [
+        EventsReceived(repository="todos", count=2),
+        SyncCompleted(repository="todos", events=AGAIN, cursor=4),
+    ]
+    # Received after it: the catch-up's commit holds (batch 2 brought 5 again).
+    assert client.applied(3)[-1] == SyncCompleted(repository="todos", events=(ev(7, 7),), cursor=7)
+
+
+@pytest.mark.parametrize("applied_first", [True, False])
+def test_a_catch_up_outstanding_at_a_failure_commits_nothing(applied_first: bool) -> None:
+    client = fail_a_batch_of_an_old_connection()
+    if applied_first:
+        client.applied(2)
+    assert client.receive(SyncComplete()) == [changed(S.LIVE, "caught up")]
+    if not applied_first:
+        client.applied(2)
+    assert client.session.cursors == {"todos": 4}
+
+
+def test_the_cursor_stays_below_failed_events_until_they_are_applied() -> None:
+    client = Client(cursors={"todos": 4})
+    client.live()
+    client.receive(Events(repository="todos", events=(ev(5, 5), ev(6, 6), ev(3, 3))))
+    client.lose()
+    client.reconnect()
+    client.receive(AuthSuccess(), SyncComplete())  # a server that sends nothing again
+    client.failed(1)
+    assert client.session.state is S.LIVE
+    steps = [
+        (ev(8, 8), 4),  # 5 and 6 are missing
+        (ev(5, 5), 5),
+        (ev(6, 6), 6),
+        (ev(9, 9), 9),  # 3 was below the cursor at the failure: never missing
+    ]
+    for batch_id, (event, cursor) in enumerate(steps, start=2):
+        client.receive(Events(repository="todos", events=(event,)))
+        assert client.applied(batch_id)[-1] == SyncCompleted(
+            repository="todos", events=(event,), cursor=cursor
+        )
+
+
+def test_a_repository_is_asked_for_once_a_batch_of_it_failed() -> None:
+    client = Client()
+    client.live()
+    client.receive(Events(repository="notes", events=(ev("x"),)))
+    client.failed(1)
+    client.reconnect()
+    assert client.receive(AuthSuccess())[1:] == [
+        RequestAllEvents(repository="todos"),
+        RequestAllEvents(repository="notes"),
+    ]
+
+
 # --- custom sync filters ------------------------------------------------------------
 
 
@@ -1276,6 +1433,7 @@ def test_applies_after_close_are_ignored() -> None:
     client.out()
     client.session.events_applied(1, 2.0)
     client.session.events_applied(99, 2.0)
+    client.session.events_apply_failed(1, "disk full", 2.0)
     assert client.out() == []
 
 
@@ -1390,7 +1548,7 @@ configs = st.builds(
 )
 
 
-LIVE_STEPS = ("push", "events", "ack", "apply", "sync_complete")
+LIVE_STEPS = ("push", "events", "ack", "apply", "fail", "sync_complete")
 
 
 class ClientMachine(RuleBasedStateMachine):
@@ -1400,7 +1558,12 @@ class ClientMachine(RuleBasedStateMachine):
         super().__init__()
         self.now = 0.0
         self.pending: set[str] = set()
-        self.batches: list[int] = []
+        self.batches: list[ApplyEvents] = []
+        # Per repository: sequences above the cursor whose batch failed, until
+        # a batch carrying them is applied.
+        self.missing: dict[str, set[int]] = {}
+        # Batches outstanding when a batch of their repository failed.
+        self.frozen: set[int] = set()
         self.cursors: dict[str, int] = {}
         self.awaiting_filters = False
         self.sequence = 0
@@ -1428,8 +1591,8 @@ class ClientMachine(RuleBasedStateMachine):
             match action:
                 case SendMessage(text=text):
                     assert isinstance(decode_message(text), get_args(ClientMessage))
-                case ApplyEvents(batch_id=batch_id):
-                    self.batches.append(batch_id)
+                case ApplyEvents():
+                    self.batches.append(action)
                 case MarkSynced(repositories=synced):
                     for ids in synced.values():
                         assert self.pending.issuperset(ids)
@@ -1498,8 +1661,8 @@ class ClientMachine(RuleBasedStateMachine):
             case "ack":
                 ids = data.draw(st.lists(st.sampled_from(sorted(self.pending) or ["x"])))
                 session.receive_message(Ack(event_ids=tuple(ids)), now)
-            case "apply" if self.batches:
-                session.events_applied(self.batches.pop(0), now)
+            case "apply" | "fail" if self.batches:
+                self.report(failed=step == "fail")
             case _:
                 session.receive_message(SyncComplete(), now)
 
@@ -1509,17 +1672,38 @@ class ClientMachine(RuleBasedStateMachine):
         if push(repository, event, self.now) is not PushResult.FAILED:
             self.pending.add(event.event_id)
 
-    @rule(in_order=st.booleans())
-    def events_applied(self, in_order: bool) -> None:
-        closed = self.session.state is S.CLOSED
-        batch_id = self.batches[0] if in_order and self.batches else 10_000
-        if closed or batch_id != 10_000:
+    def report(self, *, failed: bool) -> None:
+        """Report the oldest batch applied, or failed."""
+        batch = self.batches.pop(0)
+        repository = batch.repository
+        sequences = {e.server_sequence for e in batch.events if e.server_sequence is not None}
+        missing = self.missing.setdefault(repository, set())
+        cursor = self.session.cursors.get(repository)
+        if failed:
+            missing.update(s for s in sequences if cursor is None or s > cursor)
+            self.frozen.update(b.batch_id for b in self.batches if b.repository == repository)
+        else:
+            missing.difference_update(sequences)
+        self.call_report(batch.batch_id, failed=failed)
+        if batch.batch_id in self.frozen:
+            assert self.session.cursors.get(repository) == cursor
+
+    def call_report(self, batch_id: int, *, failed: bool) -> None:
+        if failed:
+            self.session.events_apply_failed(batch_id, "disk full", self.now)
+        else:
             self.session.events_applied(batch_id, self.now)
-            if not closed:
-                self.batches.pop(0)
+
+    @rule(in_order=st.booleans(), dice=st.integers(0, 3))
+    def events_applied(self, in_order: bool, dice: int) -> None:
+        failed = dice == 0  # sometimes the store fails
+        if self.session.state is S.CLOSED:
+            self.call_report(10_000, failed=failed)  # ignored
+        elif in_order and self.batches:
+            self.report(failed=failed)
         else:
             with pytest.raises(LocalProtocolError):
-                self.session.events_applied(batch_id, self.now)
+                self.call_report(10_000, failed=failed)
         self.drain()
 
     @rule(answer=filters)
@@ -1563,6 +1747,12 @@ class ClientMachine(RuleBasedStateMachine):
                 session.handle_timer(self.now)
         self.drain()
 
+    @rule(data=st.data(), steps=st.integers(2, 12))
+    def a_good_stretch(self, data: st.DataObject, steps: int) -> None:
+        """Several good steps in a row: long enough to go live and apply (or fail)."""
+        for _ in range(steps):
+            self.progress(data)
+
     @rule(seconds=st.floats(0.0, 10.0))
     def wait(self, seconds: float) -> None:
         self.now += seconds
@@ -1597,6 +1787,13 @@ class ClientMachine(RuleBasedStateMachine):
         assert deadline is None or deadline >= self.now  # never in the past
         if session.state is S.CLOSED:
             assert deadline is None
+
+    @invariant()
+    def no_cursor_passes_a_failed_event(self) -> None:
+        cursors = self.session.cursors
+        for repository, missing in self.missing.items():
+            if missing and repository in cursors:
+                assert cursors[repository] < min(missing)
 
     @invariant()
     def cursors_never_go_back(self) -> None:
