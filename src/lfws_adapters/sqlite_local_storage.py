@@ -7,7 +7,7 @@ import logging
 import os
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from typing import Any, Literal
 
@@ -15,9 +15,9 @@ from lfws_core.errors import LocalProtocolError
 from lfws_core.events import JsonValue, SyncEvent, format_timestamp, parse_timestamp
 from lfws_core.merge import document_state
 
+from ._sqlite import ensure_schema, transaction, use_wal
 from .local_storage import (
     Change,
-    IncompatibleSchema,
     RejectedEvent,
     StoreError,
     SyncStatus,
@@ -243,27 +243,17 @@ class SqliteLocalFirstStorage:
         self._state = _Lifecycle.OPEN
 
     def _configure(self, connection: sqlite3.Connection) -> None:
-        (mode,) = connection.execute("PRAGMA journal_mode = WAL").fetchone()
-        if mode != "wal":
-            _logger.warning("%s: WAL mode unavailable, journal mode is %s", self._path, mode)
-        connection.execute(f"PRAGMA synchronous = {self._synchronous}")
+        use_wal(connection, self._path, self._synchronous)
 
     def _migrate(self, connection: sqlite3.Connection) -> None:
-        (application_id,) = connection.execute("PRAGMA application_id").fetchone()
-        (version,) = connection.execute("PRAGMA user_version").fetchone()
-        if application_id == APPLICATION_ID:
-            if version > SCHEMA_VERSION:
-                raise IncompatibleSchema(
-                    f"{self._path} has local store schema version {version}; this lfws "
-                    f"understands versions up to {SCHEMA_VERSION}: upgrade lfws"
-                )
-            if version == SCHEMA_VERSION:
-                return
-        if connection.execute("SELECT 1 FROM sqlite_master").fetchone() is not None:
-            raise IncompatibleSchema(f"{self._path} is a database but not an lfws local store")
-        for statement in _SCHEMA:
-            connection.execute(statement)
-        _logger.info("%s: created local store schema version %d", self._path, SCHEMA_VERSION)
+        ensure_schema(
+            connection,
+            path=self._path,
+            kind="local store",
+            version=SCHEMA_VERSION,
+            statements=_SCHEMA,
+            application_id=APPLICATION_ID,
+        )
 
     async def aclose(self) -> None:
         """Close the database for good; idempotent."""
@@ -291,16 +281,8 @@ class SqliteLocalFirstStorage:
             ) from None
 
     @staticmethod
-    @contextmanager
-    def _transaction(connection: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-        connection.execute("BEGIN IMMEDIATE")
-        try:
-            yield connection
-            connection.execute("COMMIT")
-        except BaseException:
-            if connection.in_transaction:
-                connection.execute("ROLLBACK")
-            raise
+    def _transaction(connection: sqlite3.Connection) -> AbstractContextManager[sqlite3.Connection]:
+        return transaction(connection)
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
