@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sqlite3
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from typing import Any, Literal
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from typing import Literal
 
 from lfws_core.errors import LocalProtocolError
-from lfws_core.events import JsonValue, SyncEvent, event_from_json, event_to_json, format_timestamp
+from lfws_core.events import SyncEvent, format_timestamp
 
-from .event_log import IncompatibleSchema, StoreClosed, StoreError, StoreResult, check_fetch_limit
+from ._sqlite import ensure_schema, transaction, use_wal
+from ._stored_events import decode_payload, encode_payload, fetch_bounds
+from .event_log import StoreClosed, StoreError, StoreResult, check_fetch_limit
 
 __all__ = ["SCHEMA_VERSION", "SqliteEventLog"]
 
@@ -21,17 +22,6 @@ SCHEMA_VERSION = 1
 """The ``PRAGMA user_version`` of the files this lfws writes."""
 
 _logger = logging.getLogger("lfws.store.sqlite")
-
-_fast_dumps: Callable[[Any], bytes] | None
-try:
-    import orjson
-
-    _fast_dumps = orjson.dumps
-except ImportError:  # pragma: no cover - orjson is the optional "fast" extra
-    _fast_dumps = None
-
-# SQLite integers are signed 64-bit; a cursor from the wire may be larger.
-_MAX_INTEGER = 2**63 - 1
 
 _SCHEMA = (
     # The primary key is the index that serves fetch by (repository, sequence).
@@ -67,25 +57,6 @@ _ADVANCE = """
     INSERT INTO repositories (repository, last_sequence) VALUES (?, ?)
     ON CONFLICT (repository) DO UPDATE SET last_sequence = excluded.last_sequence
 """
-
-
-def _encode(event: SyncEvent) -> str:
-    payload: dict[str, JsonValue] = event_to_json(event)
-    # The sequence lives in its own column; the stored JSON is the client's event.
-    payload.pop("serverSequence", None)
-    if _fast_dumps is not None:
-        try:
-            return _fast_dumps(payload).decode()
-        except TypeError:
-            pass  # integers beyond 64 bits, lone surrogates: the stdlib writes those
-    return json.dumps(payload, separators=(",", ":"))
-
-
-def _decode(sequence: int, payload: str) -> SyncEvent:
-    # The stdlib, not orjson, reads: orjson turns integers beyond 64 bits into floats.
-    obj = json.loads(payload)
-    obj["serverSequence"] = sequence
-    return event_from_json(obj)
 
 
 class SqliteEventLog:
@@ -144,27 +115,17 @@ class SqliteEventLog:
     # --- opening ----------------------------------------------------------
 
     def _configure(self, synchronous: str) -> None:
-        connection = self._open_connection()
-        (mode,) = connection.execute("PRAGMA journal_mode = WAL").fetchone()
-        if mode != "wal":
-            _logger.warning("%s: WAL mode unavailable, journal mode is %s", self._path, mode)
-        connection.execute(f"PRAGMA synchronous = {synchronous}")
+        use_wal(self._open_connection(), self._path, synchronous)
 
     def _migrate(self) -> None:
         with self._transaction() as connection:
-            (version,) = connection.execute("PRAGMA user_version").fetchone()
-            if version > SCHEMA_VERSION:
-                raise IncompatibleSchema(
-                    f"{self._path} has event log schema version {version}; this lfws "
-                    f"understands versions up to {SCHEMA_VERSION}: upgrade lfws"
-                )
-            if version == SCHEMA_VERSION:
-                return
-            if connection.execute("SELECT 1 FROM sqlite_master").fetchone() is not None:
-                raise IncompatibleSchema(f"{self._path} is a database but not an lfws event log")
-            for statement in _SCHEMA:
-                connection.execute(statement)
-            _logger.info("%s: created event log schema version %d", self._path, SCHEMA_VERSION)
+            ensure_schema(
+                connection,
+                path=self._path,
+                kind="event log",
+                version=SCHEMA_VERSION,
+                statements=_SCHEMA,
+            )
 
     # --- plumbing ---------------------------------------------------------
 
@@ -180,17 +141,8 @@ class SqliteEventLog:
         except sqlite3.Error as exc:
             raise StoreError(f"{self._path}: {exc}") from exc
 
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        connection = self._open_connection()
-        connection.execute("BEGIN IMMEDIATE")
-        try:
-            yield connection
-            connection.execute("COMMIT")
-        except BaseException:
-            if connection.in_transaction:
-                connection.execute("ROLLBACK")
-            raise
+    def _transaction(self) -> AbstractContextManager[sqlite3.Connection]:
+        return transaction(self._open_connection())
 
     # --- the EventLog -----------------------------------------------------
 
@@ -203,7 +155,9 @@ class SqliteEventLog:
         if not events:
             return StoreResult(stored=(), duplicates=())
         # Encoded before BEGIN: the write lock is held for SQL only.
-        rows = [(event, format_timestamp(event.created_at), _encode(event)) for event in events]
+        rows = [
+            (event, format_timestamp(event.created_at), encode_payload(event)) for event in events
+        ]
         stored: list[SyncEvent] = []
         duplicates: list[str] = []
         with self._errors_as_store_error(), self._transaction() as connection:
@@ -229,14 +183,14 @@ class SqliteEventLog:
         """Return at most ``limit`` events with a sequence above ``after_sequence``, ascending."""
         connection = self._open_connection()
         check_fetch_limit(limit)
-        bounds = (min(max(after_sequence, 0), _MAX_INTEGER), min(limit, _MAX_INTEGER))
+        bounds = fetch_bounds(after_sequence, limit)
         with self._errors_as_store_error():
             rows = connection.execute(
                 "SELECT sequence, payload FROM events"
                 " WHERE repository = ? AND sequence > ? ORDER BY sequence LIMIT ?",
                 (repository, *bounds),
             ).fetchall()
-        return [_decode(sequence, payload) for sequence, payload in rows]
+        return [decode_payload(sequence, payload) for sequence, payload in rows]
 
     async def repositories(self) -> list[str]:
         """Return the repositories holding at least one event, sorted."""

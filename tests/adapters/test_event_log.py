@@ -9,6 +9,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import AsyncIterator
+from contextlib import ExitStack, asynccontextmanager
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -16,8 +17,9 @@ import anyio
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tests.postgres.server import fresh_schema
 
-from lfws_adapters import sqlite_event_log
+from lfws_adapters import _stored_events
 from lfws_adapters.event_log import (
     EventLog,
     IncompatibleSchema,
@@ -73,15 +75,33 @@ AWKWARD_EVENTS = [
 ]
 
 
-@pytest.fixture(params=["memory", "sqlite"])
-async def log(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[EventLog]:
+@asynccontextmanager
+async def persistent_log(kind: str, directory: Path) -> AsyncIterator[EventLog]:
+    """A fresh, empty log of a backend that stores for real."""
     backend: EventLog
+    with ExitStack() as stack:
+        if kind == "sqlite":
+            backend = SqliteEventLog(directory / "events.db")
+        else:
+            from lfws_adapters.postgres_event_log import PostgresEventLog
+
+            database = stack.enter_context(fresh_schema())
+            backend = PostgresEventLog(database.dsn, channel=database.channel, pool_size=2)
+        try:
+            yield backend
+        finally:
+            await backend.aclose()
+
+
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
+async def log(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[EventLog]:
     if request.param == "memory":
         backend = InMemoryEventLog()
-    else:
-        backend = SqliteEventLog(tmp_path / "events.db")
-    yield backend
-    await backend.aclose()
+        yield backend
+        await backend.aclose()
+        return
+    async with persistent_log(request.param, tmp_path) as backend:
+        yield backend
 
 
 @pytest.mark.anyio
@@ -194,13 +214,15 @@ store_calls = st.lists(
 
 
 @pytest.mark.anyio
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
 @settings(max_examples=50, deadline=None)
 @given(calls=store_calls)
-async def test_sqlite_answers_like_the_reference_log(calls: list[tuple[str, list[str]]]) -> None:
+async def test_a_persistent_log_answers_like_the_reference_log(
+    kind: str, calls: list[tuple[str, list[str]]]
+) -> None:
     reference = InMemoryEventLog()
     with tempfile.TemporaryDirectory() as directory:
-        log = SqliteEventLog(Path(directory) / "events.db")
-        try:
+        async with persistent_log(kind, Path(directory)) as log:
             for number, (repository, batch) in enumerate(calls):
                 events = [event(event_id, data={"call": number}) for event_id in batch]
                 assert await log.store(repository, events) == await reference.store(
@@ -212,8 +234,6 @@ async def test_sqlite_answers_like_the_reference_log(calls: list[tuple[str, list
                     assert await log.fetch(repository, after, 2) == expected
             assert await log.repositories() == await reference.repositories()
             assert await log.stats() == await reference.stats()
-        finally:
-            await log.aclose()
 
 
 @pytest.mark.anyio
@@ -268,7 +288,7 @@ class TestSqlite:
     async def test_events_round_trip_without_orjson(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        monkeypatch.setattr(sqlite_event_log, "_fast_dumps", None)
+        monkeypatch.setattr(_stored_events, "_fast_dumps", None)
         log = SqliteEventLog(tmp_path / "events.db")
         stored = (await log.store("todos", AWKWARD_EVENTS)).stored
         assert await log.fetch("todos", 0, 100) == list(stored)
