@@ -54,13 +54,15 @@ class Outbox:
     progress: those the OS has not taken. Bytes written while the writer is
     idle go out on its next turn, as asyncio's ``write`` hands them to the
     kernel at once, so a healthy peer is never mistaken for a slow one.
+    :meth:`drained` waits for the writer to take the queue.
     """
 
-    __slots__ = ("_chunks", "_closing", "_new_event", "_sending", "_size", "_wake")
+    __slots__ = ("_chunks", "_closing", "_new_event", "_sending", "_size", "_taken", "_wake")
 
     def __init__(self, new_event: Callable[[], Event]) -> None:
         self._new_event = new_event
         self._wake = new_event()
+        self._taken = new_event()
         self._chunks: list[bytes] = []
         self._size = 0
         self._sending = False
@@ -79,6 +81,14 @@ class Outbox:
     def buffered(self) -> int:
         return self._size if self._sending else 0
 
+    async def drained(self) -> None:
+        while self.buffered():
+            await self._taken.wait()
+
+    def _queue_taken(self) -> None:
+        self._taken.set()
+        self._taken = self._new_event()
+
     async def pump(self, send: Callable[[bytes], Awaitable[None]]) -> None:
         """Send what is written until closed and flushed; ``send`` errors propagate."""
         try:
@@ -91,11 +101,13 @@ class Outbox:
                 data = b"".join(self._chunks)
                 self._chunks.clear()
                 self._size, self._sending = 0, True
+                self._queue_taken()
                 await send(data)
                 self._sending = False
         finally:
             self._closing, self._sending, self._size = True, False, 0
             self._chunks.clear()
+            self._queue_taken()
 
 
 class TaskLoop:

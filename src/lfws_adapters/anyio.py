@@ -22,7 +22,7 @@ import anyio
 from anyio.abc import ByteStream, SocketAttribute, TaskGroup
 from anyio.streams.tls import TLSListener
 
-from lfws_core.actions import ConnectionState, OpenConnection
+from lfws_core.actions import OpenConnection
 from lfws_core.client import ClientConfig
 from lfws_core.connection import CLOSE_TIMEOUT
 
@@ -30,7 +30,7 @@ from ._streams import Outbox, TaskLoop, lone_error_unwrapped
 from .auth import Authenticator, Authorizer
 from .driver import ClientBase, ClientDriver, ClientHost, Receiver
 from .event_log import EventLog
-from .hub import ServerOptions, SyncHub
+from .hub import ServerBase, ServerOptions, SyncHub
 from .runtime import Link, PeerFactory
 
 __all__ = ["Client", "Listener", "Server", "connect", "serve", "serve_peers"]
@@ -69,12 +69,16 @@ def _describe(error: BaseException) -> str:
     return str(cause) or type(cause).__name__
 
 
-async def _read(stream: ByteStream, receiver: Receiver) -> str:
+async def _read(stream: ByteStream, link: _Link, receiver: Receiver) -> str:
     """Feed ``receiver`` what ``stream`` reads until it ends; return why it ended."""
     try:
         while True:
             receiver.data_received(await stream.receive(_READ_SIZE))
     except anyio.EndOfStream:
+        # The end of input is input too: a client that half-closes after an
+        # HTTP request still gets the answer; the receiver closes the link.
+        receiver.data_received(b"")
+        await link.finished.wait()
         return "connection closed by the peer"
     except anyio.ClosedResourceError:
         return "connection closed"
@@ -88,11 +92,13 @@ async def _read(stream: ByteStream, receiver: Receiver) -> str:
 class _Link(Outbox):
     """A stream as a Link: ``write`` queues and :meth:`send_all`, a task, sends."""
 
-    __slots__ = ("_flushing",)
+    __slots__ = ("_flushing", "finished")
 
     def __init__(self) -> None:
         super().__init__(anyio.Event)
         self._flushing = anyio.CancelScope()
+        self.finished = anyio.Event()
+        """Set once the writer is done: flushed and closed, or failed."""
 
     def close(self) -> None:
         # Flush, but not forever: a peer that stopped reading (say, a slow
@@ -108,6 +114,7 @@ class _Link(Outbox):
         except Exception as error:  # the reader ends too once the stream is closed
             logger.debug("send failed: %s", _describe(error))
         finally:
+            self.finished.set()
             await stream.aclose()
 
 
@@ -133,7 +140,7 @@ class _Transports:
                 tasks.start_soon(link.send_all, stream)
                 reason = "connection closed locally"
                 try:
-                    reason = await _read(stream, receiver)
+                    reason = await _read(stream, link, receiver)
                 finally:
                     link.close()
                     receiver.connection_lost(reason)
@@ -188,20 +195,8 @@ async def serve_peers(
         yield listener
 
 
-class Server:
+class Server(ServerBase):
     """A running sync server (see :func:`serve`)."""
-
-    def __init__(self, hub: SyncHub, listener: Listener, *, secure: bool) -> None:
-        self.hub = hub
-        self.host = listener.host
-        self.port = listener.port
-        """The real port, also when 0 was asked for."""
-        self.url = hub.endpoint_url(self.host, self.port, secure=secure)
-        """The URL clients connect to."""
-
-    async def serve_forever(self) -> None:
-        """Serve until cancelled."""
-        await anyio.sleep_forever()
 
 
 @asynccontextmanager
@@ -233,7 +228,7 @@ async def serve(
             )
             async with serve_peers(hub, host=host, port=port, ssl=ssl) as listener:
                 try:
-                    yield Server(hub, listener, secure=ssl is not None)
+                    yield Server(hub, listener.host, listener.port, secure=ssl is not None)
                 finally:
                     hub.shutdown()
                     await listener.drain(hub.options.shutdown_timeout)
@@ -274,20 +269,6 @@ class _Connector(_Transports):
 
 class Client(ClientBase):
     """A running sync client (see :func:`connect`)."""
-
-    def __init__(self, driver: ClientDriver) -> None:
-        self._changed = anyio.Event()
-        super().__init__(driver)
-
-    def _state_changed(self, state: ConnectionState) -> None:
-        self._changed.set()
-        self._changed = anyio.Event()
-
-    async def wait_for_state(self, state: ConnectionState, timeout: float = 10.0) -> None:
-        """Wait until the client is in ``state``; raise ``TimeoutError`` after ``timeout`` s."""
-        with anyio.fail_after(timeout):
-            while self.state is not state:
-                await self._changed.wait()
 
 
 @asynccontextmanager

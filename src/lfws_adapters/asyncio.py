@@ -4,6 +4,9 @@ Each transport is one :class:`asyncio.Protocol` that is also the drivers'
 :class:`~lfws_adapters.runtime.Link`. Writes wait for the end of the loop
 iteration and leave in one ``transport.write``: all that answers one read
 (replies, and acks of stores that finished at once) costs one system call.
+The transport's write flow control (``pause_writing``/``resume_writing``,
+with a zero low-water mark) tells :meth:`~lfws_adapters.runtime.Link.drained`
+waiters when the backlog is gone.
 """
 
 from __future__ import annotations
@@ -15,14 +18,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from ssl import SSLContext, create_default_context
 from typing import NamedTuple, cast
 
-from lfws_core.actions import ConnectionState, OpenConnection
+from lfws_core.actions import OpenConnection
 from lfws_core.client import ClientConfig
 from lfws_core.connection import CLOSE_TIMEOUT
 
 from .auth import Authenticator, Authorizer
 from .driver import ClientBase, ClientDriver, ClientHost, Receiver
 from .event_log import EventLog
-from .hub import ServerOptions, SyncHub
+from .hub import ServerBase, ServerOptions, SyncHub
 from .runtime import Link, PeerFactory
 
 __all__ = ["AsyncioLoop", "Client", "Listener", "Server", "connect", "serve", "serve_peers"]
@@ -92,10 +95,13 @@ class _Stream(asyncio.Protocol):
         self._flush_due = False
         self._reading = False
         self._abort_timer: asyncio.TimerHandle | None = None
+        self._emptied = asyncio.Event()
         self.gone = asyncio.Event()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)
+        # resume_writing() once the buffer is empty (see drained()).
+        self._transport.set_write_buffer_limits(high=0)
         self._transports.add(self)
         address = transport.get_extra_info("peername")
         self._receiver = self._start(self, f"{address[0]}:{address[1]}" if address else "?")
@@ -110,13 +116,20 @@ class _Stream(asyncio.Protocol):
         # complete at once share the write.
         self._schedule_flush()
 
+    def eof_received(self) -> bool:
+        # The end of input is input too (b""): a client that half-closes
+        # after an HTTP request still gets the answer, and the receiver
+        # closes the transport when it is done. TLS has no half-close here.
+        self.data_received(b"")
+        return self._transport.get_extra_info("sslcontext") is None
+
     def connection_lost(self, exc: Exception | None) -> None:
-        # The default eof_received closes the transport: EOF lands here too.
         self._pending.clear()
         if self._abort_timer is not None:
             self._abort_timer.cancel()
         self._transports.discard(self)
         self.gone.set()
+        self._emptied.set()
         self._receiver.connection_lost((str(exc) or repr(exc)) if exc else "connection closed")
 
     def write(self, data: bytes) -> None:
@@ -129,6 +142,15 @@ class _Stream(asyncio.Protocol):
 
     def buffered(self) -> int:
         return self._pending_size + self._transport.get_write_buffer_size()
+
+    async def drained(self) -> None:
+        self._flush()
+        while self._transport.get_write_buffer_size() and not self.gone.is_set():
+            self._emptied.clear()
+            await self._emptied.wait()
+
+    def resume_writing(self) -> None:
+        self._emptied.set()
 
     def close(self) -> None:
         self._flush()
@@ -187,19 +209,8 @@ async def serve_peers(
         await server.wait_closed()
 
 
-class Server:
+class Server(ServerBase):
     """A running sync server (see :func:`serve`)."""
-
-    def __init__(self, hub: SyncHub, listener: Listener, *, secure: bool) -> None:
-        self.hub = hub
-        self.host = listener.host
-        self.port = listener.port
-        self.url = hub.endpoint_url(self.host, self.port, secure=secure)
-        """The URL clients connect to."""
-
-    async def serve_forever(self) -> None:
-        """Serve until cancelled."""
-        await asyncio.get_running_loop().create_future()
 
 
 @contextlib.asynccontextmanager
@@ -221,7 +232,7 @@ async def serve(
     try:
         async with serve_peers(hub, host=host, port=port, ssl=ssl) as listener:
             try:
-                yield Server(hub, listener, secure=ssl is not None)
+                yield Server(hub, listener.host, listener.port, secure=ssl is not None)
             finally:
                 hub.shutdown()
                 await listener.transports.wait_gone(hub.options.shutdown_timeout)
@@ -251,20 +262,6 @@ class _Connector:
 
 class Client(ClientBase):
     """A running sync client (see :func:`connect`)."""
-
-    def __init__(self, driver: ClientDriver) -> None:
-        self._changed = asyncio.Event()
-        super().__init__(driver)
-
-    def _state_changed(self, state: ConnectionState) -> None:
-        self._changed.set()
-
-    async def wait_for_state(self, state: ConnectionState, timeout: float = 10.0) -> None:
-        """Wait until the connection is in ``state``; raise ``TimeoutError`` after ``timeout``."""
-        async with asyncio.timeout(timeout):
-            while self.state is not state:
-                self._changed.clear()
-                await self._changed.wait()
 
 
 @contextlib.asynccontextmanager

@@ -23,6 +23,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from functools import partial
 from typing import Protocol
 
+import anyio
+
 from lfws_core.actions import (
     Action,
     ApplyEvents,
@@ -42,6 +44,7 @@ from lfws_core.actions import (
 )
 from lfws_core.client import ClientConfig, ClientHealth, PushResult
 from lfws_core.connection import ClientConnection
+from lfws_core.errors import LocalProtocolError
 from lfws_core.events import JsonValue, SyncEvent
 
 from .auth import AuthCredentials
@@ -91,10 +94,10 @@ class Receiver(Protocol):
     """Where a transport delivers what it reads."""
 
     def data_received(self, data: bytes) -> None:
-        """Take bytes the transport read."""
+        """Take bytes the transport read; ``b""`` is the end of input (see ``TransportPeer``)."""
 
     def connection_lost(self, reason: str) -> None:
-        """Report the transport ended (EOF, reset, TLS failure)."""
+        """Report the transport ended (closed, reset, TLS failure)."""
 
 
 class Connector(Protocol):
@@ -360,23 +363,38 @@ class ClientDriver:
         except Exception:
             logger.exception("the sync filter callback failed; using cursors")
             filters = {}
-        self.connection.session.sync_filters_built(filters, self.loop.time())
+        try:
+            self.connection.session.sync_filters_built(filters, self.loop.time())
+        except LocalProtocolError as error:
+            # Else the catch-up would wait for filters for ever.
+            logger.error("invalid sync filters (%s); using cursors", error)
+            self.connection.session.sync_filters_built({}, self.loop.time())
         self._run()
 
 
 class ClientBase:
-    """The runtime-neutral part of every adapter's ``Client``: a driver's commands.
+    """Every adapter's ``Client``: a driver's commands, and waiting for a state.
 
-    A runtime subclasses it, adding ``wait_for_state`` woken by
-    :meth:`_state_changed`.
+    It waits with anyio, which runs on both asyncio and trio.
     """
 
     def __init__(self, driver: ClientDriver) -> None:
         self.driver = driver
+        self._changed = anyio.Event()
         driver.state_observers.append(self._state_changed)
 
     def _state_changed(self, state: ConnectionState) -> None:
         """Observe a new state (on the loop); wake the waiters."""
+        self._changed.set()
+        self._changed = anyio.Event()
+
+    async def wait_for_state(self, state: ConnectionState, timeout: float = 10.0) -> None:
+        """Wait until the connection is in ``state``; raise ``TimeoutError`` after ``timeout`` s."""
+        with anyio.move_on_after(timeout):
+            while self.state is not state:
+                await self._changed.wait()
+            return
+        raise TimeoutError(f"still {self.state.value} after {timeout} s, not {state.value}")
 
     @property
     def state(self) -> ConnectionState:

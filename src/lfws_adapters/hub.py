@@ -8,7 +8,10 @@ peer bytes (:meth:`Peer.data_received`) and the end of the transport
 for every runtime: the core's actions are carried out, stores and callbacks
 are awaited in background tasks, broadcasts are framed once and the same
 bytes written to every connection, and a connection whose send buffer passes
-the limit is closed (1013) so that it resumes from its cursor.
+the limit is closed (1013) so that it resumes from its cursor. Catch-up is
+paced instead: the next page is fetched only once the transport has handed
+the previous ones to the OS (:meth:`~lfws_adapters.runtime.Link.drained`),
+so a client that reads slowly is served at its pace, not dropped.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
+import anyio
+
 from lfws_core.actions import (
     Action,
     Authenticate,
@@ -31,16 +36,15 @@ from lfws_core.actions import (
     HandshakeRejected,
     HttpRequestReceived,
     ListRepositories,
+    OversizedEventSent,
     ProtocolErrorReported,
     SendBytes,
     StoreEvents,
 )
 from lfws_core.close_codes import CloseCode
-from lfws_core.codec import encode_message
 from lfws_core.connection import CLOSE_TIMEOUT, ServerConnection
 from lfws_core.events import SyncEvent
-from lfws_core.messages import Events
-from lfws_core.server import ServerConfig
+from lfws_core.server import ServerConfig, encode_events
 from lfws_core.ws import ServerConfig as WsServerConfig
 from lfws_core.ws import encode_server_text_frame
 
@@ -56,7 +60,7 @@ from .auth import (
 from .event_log import EventLog, StoreError
 from .runtime import Link, Loop, TimerHandle
 
-__all__ = ["Peer", "ServerOptions", "SyncHub"]
+__all__ = ["Peer", "ServerBase", "ServerOptions", "SyncHub"]
 
 logger = logging.getLogger("lfws.server")
 
@@ -72,7 +76,11 @@ class ServerOptions:
     allowed_origins: frozenset[str] | None = None
     """Exact ``Origin`` values allowed (403 otherwise); ``None`` allows any."""
     max_message_size: int = 1 << 20
-    """Largest message in bytes; a larger one closes the connection with 1009."""
+    """Largest message in bytes; a larger one closes the connection with 1009.
+
+    Also the largest ``events`` message sent (a larger page is split): keep
+    it at most the clients' own limit.
+    """
     max_batch_length: int = 1000
     """Most events in one ``push_events_batch``."""
     max_connections: int = 10_000
@@ -82,7 +90,10 @@ class ServerOptions:
     auth_timeout: float = 10.0
     """Seconds for a connection to authenticate (close 1008 otherwise)."""
     send_buffer_limit: int = 4 << 20
-    """Bytes queued for one client before it is dropped as too slow (1013)."""
+    """Bytes queued for one client before it is dropped as too slow (1013).
+
+    Catch-up is paced below it; keep it above the bytes of one page.
+    """
     ping_interval: float | None = 25.0
     """Seconds between server ``ping`` messages; ``None`` disables them."""
     ping_timeout: float = 10.0
@@ -165,12 +176,24 @@ class SyncHub:
         return peer
 
     def broadcast(self, origin: Peer, repository: str, events: tuple[SyncEvent, ...]) -> None:
-        """Send newly stored events to every other connection, framed once."""
-        text = encode_message(Events(repository=repository, events=events))
-        frame = encode_server_text_frame(text)
-        for peer in self._peers:
-            if peer is not origin:
-                peer.deliver(repository, events, text, frame)
+        """Send newly stored events to every other connection, framed once.
+
+        A batch too big for one message of ``max_message_size`` goes out as
+        several, as a catch-up page does.
+        """
+        limit = self.options.max_message_size
+        for message in encode_events(repository, events, limit):
+            if message.oversized:
+                logger.warning(
+                    "event %s of %s is over the %d-byte message limit; sent anyway",
+                    message.events[0].event_id,
+                    repository,
+                    limit,
+                )
+            frame = encode_server_text_frame(message.text)
+            for peer in self._peers:
+                if peer is not origin:
+                    peer.deliver(repository, message.events, message.text, frame)
 
     def shutdown(self) -> None:
         """Close every connection with 1001 (going away) and refuse new ones."""
@@ -200,6 +223,24 @@ class SyncHub:
 
     def _forget(self, peer: Peer) -> None:
         self._peers.discard(peer)
+
+
+class ServerBase:
+    """The runtime-neutral part of every adapter's ``Server``: the hub and its address."""
+
+    def __init__(self, hub: SyncHub, host: str, port: int, *, secure: bool) -> None:
+        self.hub = hub
+        """The connections, the event log and fan-out."""
+        self.host = host
+        """The address listened on."""
+        self.port = port
+        """The port listened on (the real one, also when 0 was asked for)."""
+        self.url = hub.endpoint_url(host, port, secure=secure)
+        """The URL clients connect to."""
+
+    async def serve_forever(self) -> None:
+        """Serve until cancelled."""
+        await anyio.sleep_forever()
 
 
 class Peer:
@@ -313,10 +354,17 @@ class Peer:
             return False
 
     def _run(self) -> None:
-        """Carry out every action the connection has, then re-arm the one timer."""
+        """Carry out every action the connection has, then re-arm the one timer.
+
+        Once the connection is gone, only broadcasts are carried out: a store
+        that committed after the client left still owes the others its events.
+        """
         loop = self.hub.loop
         for action in self.connection.drain_actions(loop.time()):
-            self._execute(action)
+            if not self.closed:
+                self._execute(action)
+            elif isinstance(action, EventsStored):
+                self.hub.broadcast(self, action.repository, action.events)
         deadline = None if self.closed else self.connection.next_deadline()
         if deadline != self._timer_at:
             if self._timer is not None:
@@ -360,6 +408,15 @@ class Peer:
             logger.debug("%s applied %d events of %s", self.name, action.count, action.repository)
         elif isinstance(action, ProtocolErrorReported):
             logger.info("%s sent invalid input: %s", self.name, action.reason)
+        elif isinstance(action, OversizedEventSent):
+            logger.warning(
+                "%s: event %s of %s is %d bytes, over the %d-byte message limit; sent anyway",
+                self.name,
+                action.event_id,
+                action.repository,
+                action.size,
+                action.limit,
+            )
         elif isinstance(action, HandshakeRejected):
             logger.info("%s handshake refused: %d %s", self.name, action.status, action.reason)
             self._close_reason = f"handshake refused ({action.status})"
@@ -372,8 +429,7 @@ class Peer:
                 logger.exception("%s: %s failed", self.name, type(action).__name__)
                 self.close(CloseCode.INTERNAL_ERROR, "internal server error")
                 return
-            if not self.closed:
-                self._run()
+            self._run()
 
         self.hub.loop.spawn(run)
 
@@ -418,8 +474,7 @@ class Peer:
         try:
             await self._store(action)
             while self._stores:
-                if not self.closed:
-                    self._run()  # this store's ack goes out before the next store
+                self._run()  # this store's ack goes out before the next store
                 await self._store(self._stores.popleft())
         finally:
             self._storing = False
@@ -445,6 +500,11 @@ class Peer:
     async def _fetch(self, action: FetchEvents) -> None:
         session = self.connection.session
         assert session is not None
+        # Pacing: the previous pages must have reached the OS first, so a
+        # slow reader holds at most one page here instead of the backlog.
+        await self.link.drained()
+        if self.closed:
+            return
         if not await self._check(action.principal, action.repository, Access.READ):
             reason = f"no read access to {action.repository}"
             session.fetch_failed(action.request_id, reason, self.hub.loop.time())

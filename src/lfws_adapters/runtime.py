@@ -7,7 +7,8 @@ Each runtime (asyncio, trio, anyio) supplies only these two small services,
 so the adapters stay short and alike:
 
 * a :class:`Loop`: the clock, one-shot timers and background tasks;
-* a :class:`Link` per connection: write bytes, close, report the backlog.
+* a :class:`Link` per connection: write bytes, close, report the backlog
+  and wait for it to drain.
 
 Every callback the drivers receive from a runtime is synchronous and runs on
 the event loop thread, like an ``asyncio.Protocol`` callback.
@@ -62,15 +63,29 @@ class Link(Protocol):
         """Return how many written bytes are not yet handed to the OS."""
         ...
 
+    async def drained(self) -> None:
+        """Return once :meth:`buffered` is 0, or the transport is gone.
+
+        The low-water mark is zero: the OS socket buffer, which keeps the
+        pipe full meanwhile, is all the read-ahead a paced writer needs, and
+        no setting has to know about any other.
+        """
+        ...
+
 
 class TransportPeer(Protocol):
     """What a server runtime feeds for each accepted transport."""
 
     def data_received(self, data: bytes) -> None:
-        """Take bytes read from the transport."""
+        """Take bytes read from the transport; ``b""`` is the end of input.
+
+        The transport stays open for writing after the end of input (a
+        client may half-close once its HTTP request is sent); the peer
+        closes the link once it has nothing more to send.
+        """
 
     def connection_lost(self, reason: str = "connection lost") -> None:
-        """Report the transport closed or failed."""
+        """Report the transport closed or failed (the end, after any ``b""``)."""
 
 
 class PeerFactory(Protocol):

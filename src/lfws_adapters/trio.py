@@ -17,7 +17,7 @@ from ssl import SSLContext, create_default_context
 
 import trio
 
-from lfws_core.actions import ConnectionState, OpenConnection
+from lfws_core.actions import OpenConnection
 from lfws_core.client import ClientConfig
 from lfws_core.connection import CLOSE_TIMEOUT
 
@@ -25,7 +25,7 @@ from ._streams import Outbox, TaskLoop, lone_error_unwrapped
 from .auth import Authenticator, Authorizer
 from .driver import ClientBase, ClientDriver, ClientHost, Receiver
 from .event_log import EventLog
-from .hub import ServerOptions, SyncHub
+from .hub import ServerBase, ServerOptions, SyncHub
 from .runtime import Link, PeerFactory
 
 __all__ = ["Client", "Listener", "Server", "connect", "serve", "serve_peers"]
@@ -110,6 +110,10 @@ class _StreamLink(Outbox):
             return self.error or "connection closed"
         except trio.BrokenResourceError as error:
             return _lost(error)
+        # The end of input is input too: a client that half-closes after an
+        # HTTP request still gets the answer; the receiver closes the link.
+        receiver.data_received(b"")
+        await self.finished.wait()
         return "connection closed by the peer"
 
     async def run(self, receiver: Callable[[], Receiver]) -> None:
@@ -181,19 +185,8 @@ async def serve_peers(
         yield listener
 
 
-class Server:
+class Server(ServerBase):
     """A running sync server (see :func:`serve`)."""
-
-    def __init__(self, hub: SyncHub, listener: Listener, *, secure: bool) -> None:
-        self.hub = hub
-        self.host = listener.host
-        self.port = listener.port
-        self.url = hub.endpoint_url(self.host, self.port, secure=secure)
-        """The URL clients connect to."""
-
-    async def serve_forever(self) -> None:
-        """Serve until cancelled."""
-        await trio.sleep_forever()
 
 
 @asynccontextmanager
@@ -219,7 +212,7 @@ async def serve(
             )
             async with serve_peers(hub, host=host, port=port, ssl=ssl) as listener:
                 try:
-                    yield Server(hub, listener, secure=ssl is not None)
+                    yield Server(hub, listener.host, listener.port, secure=ssl is not None)
                 finally:
                     hub.shutdown()
                     await listener.drain(hub.options.shutdown_timeout)
@@ -255,22 +248,6 @@ class _Connector:
 
 class Client(ClientBase):
     """A running sync client (see :func:`connect`)."""
-
-    def __init__(self, driver: ClientDriver) -> None:
-        self._changed = trio.Event()
-        super().__init__(driver)
-
-    def _state_changed(self, state: ConnectionState) -> None:
-        self._changed.set()
-        self._changed = trio.Event()
-
-    async def wait_for_state(self, state: ConnectionState, timeout: float = 10.0) -> None:
-        """Wait until the connection is in ``state``; raise ``TimeoutError`` after ``timeout``."""
-        with trio.move_on_after(timeout):
-            while self.state is not state:
-                await self._changed.wait()
-            return
-        raise TimeoutError(f"still {self.state.value} after {timeout} s, not {state.value}")
 
 
 @asynccontextmanager

@@ -32,6 +32,7 @@ __all__ = [
     "ListRepositories",
     "MarkSynced",
     "OpenConnection",
+    "OversizedEventSent",
     "ProtocolErrorReported",
     "PushFailed",
     "ReconnectScheduled",
@@ -331,6 +332,22 @@ class EventsConfirmed:
     count: int
 
 
+@dataclass(frozen=True, kw_only=True, slots=True)
+class OversizedEventSent:
+    """An event too big for ``max_message_size`` even alone was sent anyway, alone.
+
+    It was stored under a larger limit (or the ``serverSequence`` added on
+    storing pushed it over). The server never withholds a stored event; a
+    client whose limit is smaller closes with 1009 (for logs).
+    """
+
+    repository: str
+    event_id: str
+    size: int
+    """The ``events`` message carrying it, in UTF-8 bytes."""
+    limit: int
+
+
 ServerAction: TypeAlias = (
     SendMessage
     | CloseConnection
@@ -340,6 +357,7 @@ ServerAction: TypeAlias = (
     | ListRepositories
     | EventsStored
     | EventsConfirmed
+    | OversizedEventSent
     | ProtocolErrorReported
 )
 """Every action :class:`~lfws_core.server.ServerSession` emits."""

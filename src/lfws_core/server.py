@@ -25,7 +25,9 @@ in request order. Broadcasts (:meth:`ServerSession.deliver`) are not held
 back while a catch-up of the same repository is in flight: the client's
 merge is idempotent and its cursor only moves forward, so an event that
 arrives both ways is harmless, while holding broadcasts back would delay
-every live update behind a long catch-up.
+every live update behind a long catch-up. A page or broadcast too big for
+one message of ``max_message_size`` bytes goes out as several
+(:func:`encode_events`).
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from .actions import (
     EventsStored,
     FetchEvents,
     ListRepositories,
+    OversizedEventSent,
     ProtocolErrorReported,
     SendMessage,
     ServerAction,
@@ -74,10 +77,12 @@ from .messages import (
 
 __all__ = [
     "TRANSITIONS",
+    "EncodedEvents",
     "ServerConfig",
     "ServerInput",
     "ServerSession",
     "ServerState",
+    "encode_events",
     "next_state",
 ]
 
@@ -94,9 +99,12 @@ class ServerConfig:
     max_batch_length: int = 1000
     """The most events one ``push_events_batch`` may carry."""
     page_size: int = 500
-    """The most events one catch-up ``events`` message carries."""
+    """The most events one catch-up fetch asks for (and one ``events`` message carries)."""
     max_message_size: int = 1 << 20
-    """The longest text accepted, in UTF-8 bytes; longer ones close with 1009."""
+    """The longest text accepted, in UTF-8 bytes; longer ones close with 1009.
+
+    Also the longest ``events`` message sent: a page over it is split.
+    """
     auth_timeout: float = 10.0
     """A connection must be authenticated this long after it opened (else 1008)."""
     ping_interval: float | None = 25.0
@@ -402,8 +410,7 @@ class ServerSession:
         if not self._receiving():
             return
         limit = self._config.max_message_size
-        # UTF-8 spends at most 4 bytes on a character: most texts need no count.
-        if len(text) * 4 > limit and (size := len(text.encode("utf-8", "surrogatepass"))) > limit:
+        if size := _size_over(text, limit):
             self._actions.append(
                 ProtocolErrorReported(reason=f"Message too big: {size} bytes (limit {limit})")
             )
@@ -483,8 +490,7 @@ class ServerSession:
             return
         end = _page_end(events, request.after_sequence, request.limit)
         catchup = self._catchups[0]
-        if events:
-            self._send(Events(repository=request.repository, events=tuple(events)))
+        self._send_events(request.repository, events)
         if catchup.remaining is not None:
             catchup.remaining -= len(events)
         if len(events) == request.limit and catchup.remaining != 0:
@@ -527,14 +533,17 @@ class ServerSession:
         """Send events another connection stored; return whether they were sent.
 
         ``text`` is the encoded ``events`` message when the caller encoded it
-        once for every connection. Only an authenticated, open connection
-        gets it; an empty ``events`` sends nothing.
+        once for every connection (one of :func:`encode_events`, so that it
+        fits ``max_message_size``); without it, the session encodes and
+        splits ``events`` itself. Only an authenticated, open connection
+        gets them; an empty ``events`` sends nothing.
         """
         if not self.authenticated or not events:
             return False
         if text is None:
-            text = encode_message(Events(repository=repository, events=tuple(events)))
-        self._actions.append(SendMessage(text=text))
+            self._send_events(repository, events)
+        else:
+            self._actions.append(SendMessage(text=text))
         return True
 
     # --- internals ----------------------------------------------------------
@@ -550,6 +559,20 @@ class ServerSession:
         # Nothing may follow our close frame: late answers are dropped here.
         if self._open:
             self._actions.append(SendMessage(text=encode_message(message)))
+
+    def _send_events(self, repository: str, events: Sequence[SyncEvent]) -> None:
+        limit = self._config.max_message_size
+        for message in encode_events(repository, events, limit):
+            if message.oversized:
+                self._actions.append(
+                    OversizedEventSent(
+                        repository=repository,
+                        event_id=message.events[0].event_id,
+                        size=_utf8_size(message.text),
+                        limit=limit,
+                    )
+                )
+            self._actions.append(SendMessage(text=message.text))
 
     def _close(
         self, code: int, reason: str, event: ServerInput = ServerInput.CLOSE_STARTED
@@ -722,6 +745,60 @@ class ServerSession:
                 principal=self._principal,
             )
         )
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class EncodedEvents:
+    """One ``events`` message of :func:`encode_events`: its events and its text."""
+
+    events: tuple[SyncEvent, ...]
+    text: str
+    oversized: bool = False
+    """A lone event over the size limit even alone, sent anyway."""
+
+
+def encode_events(
+    repository: str, events: Sequence[SyncEvent], max_size: int
+) -> list[EncodedEvents]:
+    """Encode ``events`` as ``events`` messages of at most ``max_size`` UTF-8 bytes, in order.
+
+    The usual case costs one encoding: everything fits one message. A list
+    that does not is cut into about ``size / max_size`` runs of equal length,
+    each encoded and cut again while it is still too big, so a client whose
+    limit is ``max_size`` can read every message.
+
+    An event too big for a message of its own (stored under a larger limit)
+    still gets one, marked ``oversized``: the server never withholds a stored
+    event, and the client's own limit, which may well be larger, decides.
+    Skipping it instead would move the client's cursor past an event it
+    then never receives, even once the limits are fixed.
+    """
+    messages: list[EncodedEvents] = []
+    todo = [tuple(events)] if events else []  # a stack: the next run last
+    while todo:
+        run = todo.pop()
+        text = encode_message(Events(repository=repository, events=run))
+        size = _size_over(text, max_size)
+        if not size or len(run) == 1:
+            messages.append(EncodedEvents(events=run, text=text, oversized=bool(size)))
+            continue
+        parts = min(len(run), -(-size // max_size))
+        cuts = [len(run) * part // parts for part in range(parts + 1)]
+        todo.extend(run[cuts[part - 1] : cuts[part]] for part in range(parts, 0, -1))
+    return messages
+
+
+def _utf8_size(text: str) -> int:
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
+def _size_over(text: str, limit: int) -> int:
+    """Return the UTF-8 size of ``text`` when it is over ``limit``, else 0."""
+    # UTF-8 spends at most 4 bytes on a character: most texts need no count.
+    if len(text) * 4 <= limit:
+        return 0
+    size = _utf8_size(text)
+    return size if size > limit else 0
 
 
 def _page_end(events: Sequence[SyncEvent], after_sequence: int, limit: int) -> int:

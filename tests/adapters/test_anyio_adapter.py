@@ -207,6 +207,8 @@ class _EchoPeer:
 
     def data_received(self, data: bytes) -> None:
         self.link.write(data)
+        if not data:  # the end of input: nothing more to answer
+            self.link.close()
 
     def connection_lost(self, reason: str = "connection lost") -> None:
         self.lost = reason

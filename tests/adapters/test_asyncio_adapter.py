@@ -118,6 +118,8 @@ async def test_serve_peers_hands_every_transport_to_the_factory() -> None:
         def data_received(self, data: bytes) -> None:
             received.append(data)
             self.link.write(data.upper())
+            if not data:  # the end of input: nothing more to answer
+                self.link.close()
 
         def connection_lost(self, reason: str = "") -> None:
             received.append(b"lost")
@@ -132,4 +134,45 @@ async def test_serve_peers_hands_every_transport_to_the_factory() -> None:
         writer.write(b"hello")
         assert await reader.readexactly(5) == b"HELLO"
         writer.close()
-        await eventually(lambda: received == [b"hello", b"lost"])
+        await eventually(lambda: received == [b"hello", b"", b"lost"])
+
+
+async def test_drained_waits_for_a_slow_reader_and_ends_with_the_connection() -> None:
+    links: list[adapter.Link] = []
+
+    class Silent:
+        def data_received(self, data: bytes) -> None:
+            pass
+
+        def connection_lost(self, reason: str = "") -> None:
+            pass
+
+    class Factory:
+        def connect(self, link: adapter.Link, name: str) -> Silent:
+            links.append(link)
+            return Silent()
+
+    async with adapter.serve_peers(Factory(), port=0) as listener:
+        with RawClient(listener.port, receive_buffer=4096) as reader:
+            reader.sock.connect(("127.0.0.1", listener.port))
+            await eventually(lambda: links)
+            (link,) = links
+            link.write(b"x" * (8 << 20))  # more than the OS buffers take
+            waiter = asyncio.ensure_future(link.drained())
+            await asyncio.sleep(0.05)
+            assert not waiter.done()
+            assert link.buffered() > 0
+
+            def read_all() -> None:
+                received = 0
+                while received < 8 << 20:
+                    received += len(reader.sock.recv(1 << 20))
+
+            await anyio.to_thread.run_sync(read_all)
+            await asyncio.wait_for(waiter, 5)
+            assert link.buffered() == 0
+
+            link.write(b"y" * (8 << 20))
+            waiter = asyncio.ensure_future(link.drained())
+            reader.sock.close()  # gone without reading: drained() returns too
+            await asyncio.wait_for(waiter, 5)

@@ -35,6 +35,9 @@ class MemoryLink:
     def buffered(self) -> int:
         return 0
 
+    async def drained(self) -> None:
+        pass
+
     def take(self) -> bytes:
         data = b"".join(self.written)
         self.written.clear()

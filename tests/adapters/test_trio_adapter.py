@@ -159,3 +159,28 @@ async def test_a_closing_link_gives_up_on_a_peer_that_never_reads() -> None:
         link.close()
         await link.finished.wait()
     assert trio.current_time() == pytest.approx(5.0)
+
+
+async def test_drained_waits_until_the_writer_takes_what_is_queued() -> None:
+    ours, theirs = trio.testing.lockstep_stream_pair()
+    link = _StreamLink(ours)
+    drained: list[bytes] = []
+
+    async def wait_drained() -> None:
+        await link.drained()
+        drained.append(bytes(link.buffered()))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(link.run, Sink)
+        link.write(b"first")
+        await link.drained()  # the writer is idle: nothing waits behind a send
+        await trio.testing.wait_all_tasks_blocked()  # "first" is being sent
+        link.write(b"second")
+        nursery.start_soon(wait_drained)
+        await trio.testing.wait_all_tasks_blocked()
+        assert drained == []
+        assert await theirs.receive_some() == b"first"
+        await trio.testing.wait_all_tasks_blocked()  # the writer took "second"
+        assert drained == [b""]
+        link.close()
+        assert await theirs.receive_some() == b"second"

@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 import pytest
-from hypothesis import settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 from tests import strategies as shared
@@ -25,6 +25,7 @@ from lfws_core.actions import (
     EventsStored,
     FetchEvents,
     ListRepositories,
+    OversizedEventSent,
     ProtocolErrorReported,
     SendMessage,
     ServerAction,
@@ -51,10 +52,12 @@ from lfws_core.messages import (
 )
 from lfws_core.server import (
     TRANSITIONS,
+    EncodedEvents,
     ServerConfig,
     ServerInput,
     ServerSession,
     ServerState,
+    encode_events,
     next_state,
 )
 from lfws_core.testing import MemoryEventLog
@@ -890,6 +893,104 @@ class TestRequestAllEvents:
         adapter = authed_manual()
         with pytest.raises(LocalProtocolError, match="ListRepositories"):
             adapter.session.repositories_listed(1234, [], 1.0)
+
+
+def size(message: Message) -> int:
+    return len(encode_message(message).encode())
+
+
+def bulky(n: int, kilobytes: int = 1) -> SyncEvent:
+    return SyncEvent(
+        event_id=f"todo-{n}",
+        operation=Operation.INSERT,
+        data_id=f"doc{n}",
+        created_at=T0,
+        data={"text": "\u00e9" * (512 * kilobytes)},  # 2 bytes of UTF-8 each
+        server_sequence=n,
+    )
+
+
+class TestLargePages:
+    """A page is split so that no ``events`` message exceeds ``max_message_size``."""
+
+    def test_a_page_over_the_limit_goes_out_in_messages_that_fit(self) -> None:
+        events = [bulky(n) for n in range(1, 11)]
+        one = size(Events(repository="todo", events=(events[0],)))
+        limit = 3 * one  # three events fit, a fourth does not
+        adapter = authed_manual(ServerConfig(page_size=10, max_message_size=limit))
+        adapter.receive(RequestEvents(repository="todo"))
+        fetch = adapter.take(FetchEvents)
+        adapter.session.events_fetched(fetch.request_id, events, 1.0)
+        out = adapter.pump()
+        sent = [m for m in out if isinstance(m, Events)]
+        assert [e for m in sent for e in m.events] == events
+        assert all(size(m) <= limit for m in sent)
+        assert len(sent) == 4  # ten events, at most three a message
+        # The page was full: the catch-up goes on after its last event.
+        assert adapter.take(FetchEvents).after_sequence == 10
+
+    def test_a_page_that_fits_is_one_message(self) -> None:
+        events = numbered(1, 2, 3)
+        limit = size(Events(repository="todo", events=tuple(events)))
+        adapter = authed_manual(ServerConfig(page_size=3, max_message_size=limit))
+        adapter.receive(RequestEvents(repository="todo"))
+        fetch = adapter.take(FetchEvents)
+        adapter.session.events_fetched(fetch.request_id, events, 1.0)
+        assert adapter.pump() == [Events(repository="todo", events=tuple(events))]
+
+    def test_an_event_too_big_even_alone_is_sent_alone_anyway_and_reported(self) -> None:
+        small, big, after = bulky(1, 1), bulky(2, 4), bulky(3, 1)
+        limit = size(Events(repository="todo", events=(small, after)))
+        adapter = authed_manual(ServerConfig(page_size=3, max_message_size=limit))
+        adapter.receive(RequestEvents(repository="todo"))
+        fetch = adapter.take(FetchEvents)
+        adapter.session.events_fetched(fetch.request_id, [small, big, after], 1.0)
+        big_size = size(Events(repository="todo", events=(big,)))
+        assert adapter.pump() == [
+            Events(repository="todo", events=(small,)),
+            OversizedEventSent(
+                repository="todo", event_id=big.event_id, size=big_size, limit=limit
+            ),
+            Events(repository="todo", events=(big,)),
+            Events(repository="todo", events=(after,)),
+        ]
+
+    def test_a_broadcast_without_text_is_split_too(self) -> None:
+        events = [bulky(n) for n in range(1, 5)]
+        limit = 2 * size(Events(repository="todo", events=(events[0],)))
+        adapter = Adapter(ServerConfig(max_message_size=limit))
+        adapter.login()
+        assert adapter.session.deliver("todo", events, 1.0)
+        assert adapter.pump() == [
+            Events(repository="todo", events=tuple(events[:2])),
+            Events(repository="todo", events=tuple(events[2:])),
+        ]
+
+    def test_nothing_to_encode(self) -> None:
+        assert encode_events("todo", [], 10) == []
+
+    @given(
+        events=st.lists(shared.sync_events, min_size=1, max_size=12),
+        repository=shared.repositories,
+        limit=st.integers(min_value=1, max_value=4000),
+    )
+    @settings(deadline=None)
+    def test_messages_fit_keep_the_order_and_lose_nothing(
+        self, events: list[SyncEvent], repository: str, limit: int
+    ) -> None:
+        messages = encode_events(repository, events, limit)
+        assert [e for m in messages for e in m.events] == events
+        for message in messages:
+            assert message.text == encode_message(
+                Events(repository=repository, events=message.events)
+            )
+            fits = len(message.text.encode("utf-8", "surrogatepass")) <= limit
+            assert message.oversized is not fits
+            assert fits or len(message.events) == 1
+        if size(Events(repository=repository, events=tuple(events))) <= limit:
+            assert messages == [
+                EncodedEvents(events=tuple(events), text=messages[0].text, oversized=False)
+            ]
 
 
 class TestCatchUpQueue:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from collections.abc import Callable, Sequence
 from contextlib import suppress
 from pathlib import Path
@@ -48,6 +49,32 @@ class EventLogs:
             return await log.fetch(repository, 0, 1_000_000)
         finally:
             await log.aclose()
+
+
+class GatedEventLog:
+    """An event log whose named methods wait until :meth:`open` (to order things by hand)."""
+
+    def __init__(self, log: EventLog, *gated: str) -> None:
+        self._log = log
+        self._gated = frozenset(gated)
+        self._opened = anyio.Event()
+        self.waiting = 0
+        """How many gated calls have started (and wait, until :meth:`open`)."""
+
+    def open(self) -> None:
+        self._opened.set()
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._log, name)
+        if name not in self._gated:
+            return method
+
+        async def gated(*args: Any, **kwargs: Any) -> Any:
+            self.waiting += 1
+            await self._opened.wait()
+            return await method(*args, **kwargs)
+
+        return gated
 
 
 async def eventually(predicate: Callable[[], bool], timeout: float = TIMEOUT) -> None:
@@ -116,8 +143,10 @@ class RawClient:
     Run its methods in a worker thread (``anyio.to_thread.run_sync``).
     """
 
-    def __init__(self, port: int, *, receive_buffer: int | None = None) -> None:
+    def __init__(self, port: int, *, receive_buffer: int | None = None, pause: float = 0.0) -> None:
         self.port = port
+        self.pause = pause
+        """Seconds to wait after each read: a slow reader."""
         self.sock = socket.socket()
         if receive_buffer is not None:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
@@ -159,6 +188,11 @@ class RawClient:
         """Read everything until the server closes; then close the socket."""
         try:
             self._read_until(lambda: False)
+        except ConnectionResetError:
+            # After its close frame the server may cut the transport before
+            # our answer arrives; before it, a reset is a real failure.
+            if self.close_code is None:
+                raise
         finally:
             self.sock.close()
 
@@ -185,3 +219,5 @@ class RawClient:
             self._send()
             if not data:
                 return
+            if self.pause:
+                time.sleep(self.pause)

@@ -1,12 +1,18 @@
-"""A client that stops reading is dropped; the others never wait for it."""
+"""A client that stops reading is dropped; the others never wait for it; catch-up is paced."""
 
 from __future__ import annotations
+
+from datetime import UTC, datetime
 
 import anyio
 import pytest
 
+from lfws_adapters.event_log import InMemoryEventLog
 from lfws_adapters.hub import ServerOptions
 from lfws_core.close_codes import CloseCode
+from lfws_core.codec import encode_message
+from lfws_core.events import Operation, SyncEvent
+from lfws_core.messages import RequestEvents, SyncComplete
 
 from .helpers import (
     REPOSITORY,
@@ -74,3 +80,40 @@ async def test_a_stalled_consumer_is_dropped_and_resumes_from_its_cursor(
             assert [e.server_sequence for e in resumed.applied] == list(
                 range(cursor + 1, len(writer.pushed) + 1)
             )
+
+
+BACKLOG = 5000
+
+
+def backlog_event(n: int) -> SyncEvent:
+    return SyncEvent(
+        event_id=f"backlog-{n}",
+        operation=Operation.INSERT,
+        data_id=f"doc{n}",
+        created_at=datetime(2026, 1, 1, tzinfo=UTC),
+        data={"text": "y" * 1000},
+    )
+
+
+async def test_a_slow_reader_far_behind_is_paced_not_dropped(runtime: Runtime) -> None:
+    # About 5 MB of backlog, more than the OS buffers take, against a 64 KiB
+    # send buffer: sent at once, it gets the client dropped (1013); paced,
+    # it goes a page (about 35 KB) at a time.
+    log = InMemoryEventLog()
+    await log.store(REPOSITORY, [backlog_event(n) for n in range(1, BACKLOG + 1)])
+    options = ServerOptions(send_buffer_limit=64 * 1024, page_size=32)
+    async with runtime.module.serve(event_log=log, port=0, options=options) as server:
+        with RawClient(server.port, receive_buffer=4096, pause=0.0002) as slow:
+            await anyio.to_thread.run_sync(slow.authenticate)
+            request = encode_message(RequestEvents(repository=REPOSITORY, after_sequence=0))
+            await anyio.to_thread.run_sync(slow.send_texts, request)
+            await anyio.to_thread.run_sync(
+                slow.read_until,
+                lambda: (
+                    slow.close_code is not None
+                    or any(isinstance(m, SyncComplete) for m in slow.messages)
+                ),
+            )
+            assert slow.close_code is None
+            assert [e.server_sequence for e in slow.events()] == list(range(1, BACKLOG + 1))
+            assert authenticated(server, slow.name)

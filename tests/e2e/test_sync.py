@@ -2,9 +2,23 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
-from .helpers import REPOSITORY, EventLogs, client_config, documents, eventually, live
+from lfws_adapters.event_log import InMemoryEventLog
+from lfws_core.actions import ConnectionState
+from lfws_core.events import Operation, SyncEvent
+
+from .helpers import (
+    REPOSITORY,
+    EventLogs,
+    GatedEventLog,
+    client_config,
+    documents,
+    eventually,
+    live,
+)
 from .hosts import RecordingHost
 from .runtimes import Runtime
 
@@ -78,3 +92,55 @@ async def test_a_client_with_a_cursor_receives_only_what_came_after(
             await eventually(lambda: resumed.knows(writer.pushed[6:]))
             assert [e.server_sequence for e in resumed.applied] == [7, 8, 9, 10]
             assert [e.event_id for e in resumed.applied] == [e.event_id for e in writer.pushed[6:]]
+
+
+async def test_a_store_that_commits_after_its_client_left_is_still_broadcast(
+    runtime: Runtime,
+) -> None:
+    log = GatedEventLog(InMemoryEventLog(), "store")
+    writer, reader = RecordingHost("writer"), RecordingHost("reader")
+    async with runtime.module.serve(event_log=log, port=0) as server:
+        config = client_config(server.url)
+        async with runtime.module.connect(config, reader) as r:
+            async with runtime.module.connect(config, writer) as w:
+                await live(r, w)
+                event = writer.edit(w, REPOSITORY, "doc", title="late commit")
+                await eventually(lambda: log.waiting == 1)
+            await eventually(lambda: len(server.hub.peers) == 1)  # the writer is gone
+
+            log.open()  # the store commits now, with nobody left to ack
+            await eventually(lambda: reader.knows([event]))
+            assert [e.server_sequence for e in reader.applied] == [1]
+            # Live, not by a later catch-up: the reader never reconnected.
+            assert [s for s, _ in reader.states].count(ConnectionState.LIVE) == 1
+
+
+def big_event(n: int) -> SyncEvent:
+    return SyncEvent(
+        event_id=f"big-{n}",
+        operation=Operation.INSERT,
+        data_id=f"doc{n}",
+        created_at=datetime(2026, 1, 1, tzinfo=UTC),
+        data={"text": "z" * 64 * 1024},
+    )
+
+
+async def test_pages_and_broadcasts_over_the_message_limit_arrive_in_messages_that_fit(
+    runtime: Runtime,
+) -> None:
+    # 40 events of 64 KiB: a page of them (2.6 MB) is far over the 1 MiB the
+    # client accepts; in one message it would be refused (1009) forever.
+    log = InMemoryEventLog()
+    await log.store(REPOSITORY, [big_event(n) for n in range(1, 41)])
+    host = RecordingHost()
+    async with (
+        runtime.module.serve(event_log=log, port=0) as server,
+        runtime.module.connect(client_config(server.url), host) as client,
+    ):
+        await live(client)
+        await eventually(lambda: len(host.applied) == 40)
+        stored = await log.store(REPOSITORY, [big_event(n) for n in range(41, 81)])
+        server.hub.broadcast(None, REPOSITORY, stored.stored)
+        await eventually(lambda: len(host.applied) == 80)
+        assert [e.server_sequence for e in host.applied] == list(range(1, 81))
+        assert [s for s, _ in host.states].count(ConnectionState.LIVE) == 1

@@ -54,9 +54,12 @@ def caller_input() -> Iterator[None]:
     """Report h11's refusal of caller-supplied values as our own error.
 
     h11 validates events in their constructors, so a refusal there leaves
-    the h11 connection usable.
+    the h11 connection usable. It writes ``str`` values as ASCII, and
+    refuses other text with ``UnicodeEncodeError``.
     """
     try:
         yield
     except h11.LocalProtocolError as error:
         raise LocalProtocolError(str(error)) from None
+    except UnicodeEncodeError as error:
+        raise LocalProtocolError(f"HTTP fields must be ASCII, not {error.object!r}") from None

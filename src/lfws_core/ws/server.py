@@ -127,6 +127,9 @@ class WsServer(WsConnection):
 
     def _receive_handshake(self, data: bytes) -> list[WsEvent]:
         if not data:
+            if self._request is not None and self._key is None:
+                # A client may half-close after a plain request: the answer is still owed.
+                return []
             return [self._abort("connection closed during the opening handshake")]
         self._h11.receive_data(data)
         if self._request is not None:

@@ -292,6 +292,19 @@ def test_end_of_input_during_the_handshake() -> None:
     assert server.transport_should_close
 
 
+def test_end_of_input_after_a_plain_request_still_gets_the_answer() -> None:
+    # A client may half-close (shutdown(SHUT_WR)) once its request is sent.
+    server = WsServer()
+    [request] = server.receive_data(b"GET /healthz HTTP/1.1\r\nHost: h\r\n\r\n")
+    assert isinstance(request, HttpRequest)
+    assert server.receive_data(b"") == []
+    assert server.state is WsState.CONNECTING
+    assert not server.transport_should_close
+    server.send_http_response(200, body=b"ok")
+    assert server.data_to_send().endswith(b"\r\n\r\nok")
+    assert server.transport_should_close
+
+
 def test_end_of_input_while_the_answer_is_due() -> None:
     server = WsServer()
     server.receive_data(upgrade_request())
