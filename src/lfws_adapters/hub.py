@@ -356,12 +356,14 @@ class Peer:
     def _run(self) -> None:
         """Carry out every action the connection has, then re-arm the one timer.
 
-        Once the connection is gone, only broadcasts are carried out: a store
+        Once the connection is gone, only stores and broadcasts are carried
+        out: a push that arrived with the close frame is still stored (the
+        client resends it unacknowledged, and the log dedupes), and a store
         that committed after the client left still owes the others its events.
         """
         loop = self.hub.loop
         for action in self.connection.drain_actions(loop.time()):
-            if not self.closed:
+            if not self.closed or type(action) is StoreEvents:
                 self._execute(action)
             elif isinstance(action, EventsStored):
                 self.hub.broadcast(self, action.repository, action.events)

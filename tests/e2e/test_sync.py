@@ -4,16 +4,20 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import anyio
 import pytest
 
 from lfws_adapters.event_log import InMemoryEventLog
 from lfws_core.actions import ConnectionState
+from lfws_core.codec import encode_message
 from lfws_core.events import Operation, SyncEvent
+from lfws_core.messages import PushEvent
 
 from .helpers import (
     REPOSITORY,
     EventLogs,
     GatedEventLog,
+    RawClient,
     client_config,
     documents,
     eventually,
@@ -144,3 +148,26 @@ async def test_pages_and_broadcasts_over_the_message_limit_arrive_in_messages_th
         await eventually(lambda: len(host.applied) == 80)
         assert [e.server_sequence for e in host.applied] == list(range(1, 81))
         assert [s for s, _ in host.states].count(ConnectionState.LIVE) == 1
+
+
+async def test_a_push_that_arrives_with_the_close_frame_is_still_stored(
+    runtime: Runtime, logs: EventLogs
+) -> None:
+    event = SyncEvent(
+        event_id="0190a000-0000-7000-8000-0000000000aa",
+        operation=Operation.INSERT,
+        data_id="last-words",
+        created_at=datetime(2026, 1, 1, tzinfo=UTC),
+        data={"id": "last-words"},
+    )
+    async with runtime.module.serve(event_log=logs.open(), port=0) as server:
+        raw = RawClient(server.port)
+        with raw:
+            await anyio.to_thread.run_sync(raw.authenticate)
+            # The push and the close frame leave in one write: usually one read.
+            raw.ws.send_text(encode_message(PushEvent(repository=REPOSITORY, event=event)))
+            raw.ws.close(1000, "bye")
+            raw.send_texts()
+            await anyio.to_thread.run_sync(raw.read_to_end)
+        await eventually(lambda: not server.hub.peers)
+    assert [e.event_id for e in await logs.stored()] == [event.event_id]
