@@ -1,0 +1,59 @@
+"""``python -m bench.markdown RESULTS.json``: the figures of a run as Markdown tables.
+
+What ``docs/performance.md`` shows, printed from the JSON so that no figure
+is copied by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from bench.measure import format_value
+
+
+def _verdict(ratio: dict[str, Any]) -> str:
+    if ratio["target"] is None:
+        return "-"
+    return f"{ratio['target']}: **{'met' if ratio['met'] else 'not met'}**"
+
+
+def render(results: dict[str, Any]) -> str:
+    lines: list[str] = []
+    for name, scenario in results["scenarios"].items():
+        lines += [f"### {scenario['title']} (`{name}`)", "", scenario["note"], ""]
+        params = ", ".join(
+            f"{key}={value:,}" if isinstance(value, int) else f"{key}={value}"
+            for key, value in scenario["params"].items()
+        )
+        lines += [f"Parameters: {params}.", ""]
+        lines += [
+            f"| contender | what | median ({scenario['unit']}) | samples |",
+            "|---|---|--:|---|",
+        ]
+        for contender, figure in scenario["figures"].items():
+            samples = ", ".join(format_value(sample) for sample in figure["samples"])
+            lines.append(
+                f"| `{contender}` | {figure['label']} | {format_value(figure['median'])} "
+                f"| {samples} |"
+            )
+        lines += ["", "| ratio | meaning | value | target |", "|---|---|--:|---|"]
+        for ratio in scenario["ratios"]:
+            lines.append(
+                f"| `{ratio['numerator']}` / `{ratio['denominator']}` | {ratio['meaning']} "
+                f"| {ratio['value']:.2f}x | {_verdict(ratio)} |"
+            )
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.markdown", description=__doc__)
+    parser.add_argument("results", type=Path, help="the JSON written by python -m bench --json")
+    print(render(json.loads(parser.parse_args().results.read_text())))
+
+
+if __name__ == "__main__":
+    main()
