@@ -68,10 +68,13 @@ json_objects: st.SearchStrategy[dict[str, JsonValue]] = st.dictionaries(
     st.text(), json_values, max_size=5
 )
 
-repositories = st.one_of(st.sampled_from(["todos", "notes", "counter_log"]), st.text(min_size=1))
+names = st.text(st.characters(codec="utf-8", exclude_characters="\x00"), min_size=1)
+"""Ids and repository names: non-empty, no NUL (text() draws no lone surrogates)."""
+
+repositories = st.one_of(st.sampled_from(["todos", "notes", "counter_log"]), names)
 """Repository names: non-empty strings."""
 
-event_ids = st.one_of(st.uuids(version=4).map(str), st.text(min_size=1))
+event_ids = st.one_of(st.uuids(version=4).map(str), names)
 """Event ids: non-empty strings (UUIDs mostly)."""
 
 # Fields an event writes itself, and the pre-0.8 names read in their place:
@@ -90,7 +93,7 @@ def _sync_events(draw: st.DrawFn) -> SyncEvent:
     return SyncEvent(
         event_id=draw(event_ids),
         operation=operation,
-        data_id=draw(st.text(min_size=1)),
+        data_id=draw(names),
         created_at=draw(st.datetimes(timezones=st.just(UTC))),
         data=data,
         server_sequence=draw(st.none() | sequences),
@@ -150,7 +153,12 @@ server_messages: st.SearchStrategy[ServerMessage] = st.one_of(
         repositories=st.dictionaries(repositories, _id_tuples, max_size=3),
     ),
     st.builds(SyncComplete, repository=st.none() | repositories),
-    st.builds(Error, message=st.text()),
+    st.builds(
+        Error,
+        message=st.text(),
+        event_ids=_id_tuples,
+        code=st.none() | st.sampled_from(["forbidden", "invalid", "unavailable"]) | st.text(),
+    ),
     st.just(Ping()),
     st.just(Pong()),
 )

@@ -5,7 +5,9 @@ RFC 8259 JSON in UTF-8 without a byte order mark, no NaN or Infinity, no lone
 surrogates (raw or escaped), integers within the 64-bit signed range, at most
 ``MAX_DEPTH`` nested containers. Duplicate keys are accepted and the last one
 wins, as in Dart's ``jsonDecode``: orjson keeps no trace of them, and finding
-them would mean tokenising every message in Python.
+them would mean tokenising every message in Python. For the same reason a
+value that a later duplicate replaces is discarded unchecked (the limits
+apply to the message as decoded), except that it must still be JSON.
 
 Each backend parses with its fast parser, then one walk over the result
 checks the depth and integer limits. Whenever the fast parser fails, the walk
@@ -66,11 +68,25 @@ class JsonBackend:
 # --- parsing -----------------------------------------------------------------
 
 
+class _Refused:
+    """A literal the grammar refuses, left in place by the reference parser.
+
+    A later duplicate key may still replace it: only one that stays in the
+    decoded value makes the text invalid, so that the reference parser agrees
+    with the fast ones, which keep no trace of a replaced value.
+    """
+
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
 def _scan(container: dict[str, Any] | list[Any], depth: int) -> bool:
     """Enforce the depth and integer limits below ``container``.
 
     Returns whether a float needs a second look: NaN, an infinity, or one as
-    large as a 64-bit integer.
+    large as a 64-bit integer. Raises the reason of a refused literal.
     """
     if depth > MAX_DEPTH:
         raise InvalidMessage(_TOO_DEEP)
@@ -85,8 +101,11 @@ def _scan(container: dict[str, Any] | list[Any], depth: int) -> bool:
                 raise InvalidMessage(_INT_OUT_OF_RANGE)
         elif kind is dict or kind is list:
             suspicious |= _scan(item, depth + 1)
-        elif kind is float and not -_BIG_FLOAT < item < _BIG_FLOAT:
-            suspicious = True
+        elif kind is float:
+            if not -_BIG_FLOAT < item < _BIG_FLOAT:
+                suspicious = True
+        elif kind is _Refused:
+            raise InvalidMessage(item.reason)
     return suspicious
 
 
@@ -94,24 +113,24 @@ def _needs_reference_parse(value: object) -> bool:
     return _scan([value], 0)
 
 
-def _reject_constant(name: str) -> object:
-    raise InvalidMessage(f"{name} is not valid JSON (numbers must be finite)")
+def _reject_constant(name: str) -> _Refused:
+    return _Refused(f"{name} is not valid JSON (numbers must be finite)")
 
 
-def _parse_int(literal: str) -> int:
+def _parse_int(literal: str) -> int | _Refused:
     # Counting digits first keeps int() away from huge literals.
     if len(literal) - literal.startswith("-") > 19:
-        raise InvalidMessage(_INT_OUT_OF_RANGE)
+        return _Refused(_INT_OUT_OF_RANGE)
     value = int(literal)
     if not _MIN_INT <= value <= _MAX_INT:
-        raise InvalidMessage(_INT_OUT_OF_RANGE)
+        return _Refused(_INT_OUT_OF_RANGE)
     return value
 
 
-def _parse_float(literal: str) -> float:
+def _parse_float(literal: str) -> float | _Refused:
     value = float(literal)
     if math.isinf(value):
-        raise InvalidMessage(f"number {literal[:40]} is too large for a float")
+        return _Refused(f"number {literal[:40]} is too large for a float")
     return value
 
 

@@ -35,6 +35,7 @@ __all__ = [
     "OversizedEventSent",
     "ProtocolErrorReported",
     "PushFailed",
+    "PushRejected",
     "ReconnectScheduled",
     "SendBytes",
     "SendMessage",
@@ -213,6 +214,21 @@ class PushFailed:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class PushRejected:
+    """The server refused these events for good: they are no longer pending.
+
+    The session never sends them again; the app sets them aside (they
+    cannot sync as they are). ``code`` is the server's reason code (one of
+    :data:`~lfws_core.messages.PERMANENT_ERROR_CODES`), ``reason`` its message.
+    """
+
+    repository: str
+    event_ids: tuple[str, ...]
+    reason: str
+    code: str
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class CredentialsNeeded:
     """The server refused the credentials; ask the app for new ones.
 
@@ -251,6 +267,7 @@ ClientAction: TypeAlias = (
     | SyncCompleted
     | MarkSynced
     | PushFailed
+    | PushRejected
     | CredentialsNeeded
     | SyncFiltersNeeded
     | ServerErrorReported

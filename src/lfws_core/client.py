@@ -38,10 +38,12 @@ import re
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from itertools import chain
 from types import MappingProxyType
 from typing import Final, cast
 
+from ._names import name_fault
 from .actions import (
     ApplyEvents,
     ClientAction,
@@ -53,6 +55,7 @@ from .actions import (
     OpenConnection,
     ProtocolErrorReported,
     PushFailed,
+    PushRejected,
     ReconnectScheduled,
     SendMessage,
     ServerErrorReported,
@@ -61,7 +64,7 @@ from .actions import (
 )
 from .backoff import Backoff
 from .close_codes import CloseCode
-from .codec import decode_message, encode_message
+from .codec import decode_message, encode_message, encode_to_fit, utf8_size_over
 from .errors import InvalidMessage, LocalProtocolError
 from .events import JsonValue, SyncEvent
 from .messages import (
@@ -209,13 +212,17 @@ late reports about it and late messages are accepted and ignored.
 _OPEN = frozenset({ConnectionState.AUTHENTICATING, ConnectionState.SYNCING, ConnectionState.LIVE})
 _HAS_CONNECTION = _OPEN | {ConnectionState.CONNECTING}
 
+# The PushFailed reason of an event no message under the server's limit can carry.
+_TOO_BIG = "event larger than the server's message limit"
+
 # The Dart reference server's words when it could not answer a catch-up
 # request; it then sends no sync_complete (the v1 dialect has no request ids).
 _CATCH_UP_FAILURES = ("Failed to fetch events", "Failed to fetch all events")
 
-# Header names are HTTP tokens (RFC 9110 §5.6.2); values are one line.
+# Header names are HTTP tokens (RFC 9110 §5.6.2); values are field-content
+# in visible ASCII, what h11 can write from a str, without blanks at either end.
 _HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-_HEADER_VALUE = re.compile(r"[^\r\n\x00]*")
+_HEADER_VALUE = re.compile(r"(?:[\x21-\x7e]+(?:[ \t]+[\x21-\x7e]+)*)?")
 # Headers are spread at the top level of ``auth``, beside these fields.
 _AUTH_FIELDS = frozenset({"type", "token"})
 # Sync-filter fields are spread at the top level of ``request_events``.
@@ -249,7 +256,11 @@ class ClientConfig:
     token: str | None = None
     """Sent as ``token`` in ``auth``."""
     headers: Mapping[str, str] = field(default_factory=dict)
-    """Sent with the WebSocket handshake and spread into ``auth``."""
+    """Sent with the WebSocket handshake and spread into ``auth``.
+
+    Names are HTTP tokens; values are printable ASCII (what a handshake
+    can carry), without blanks at either end.
+    """
     repositories: tuple[str, ...] = ()
     """The repositories to catch up on every connection (more are learnt)."""
     reconnect_delay: float = 3.0
@@ -274,6 +285,13 @@ class ClientConfig:
     """What a push does when ``max_pending`` events wait."""
     max_batch_size: int = 100
     """The most events per ``push_events_batch`` when the queue is flushed."""
+    max_message_size: int = 1 << 20
+    """The server's message limit in UTF-8 bytes: no push is sent larger.
+
+    Batches are split to fit; an event too big for a message of its own
+    fails (``PushFailed``) rather than close the connection (1009) on
+    every resend.
+    """
     max_auth_failures: int = 3
     """Consecutive refusals after which ``CredentialsNeeded`` is no longer emitted."""
     custom_sync_filter: bool = False
@@ -304,7 +322,7 @@ class ClientConfig:
                 raise LocalProtocolError(f"{name} must be positive and finite, not {value!r}")
         if self.max_reconnect_delay < self.reconnect_delay:
             raise LocalProtocolError("max_reconnect_delay must not be below reconnect_delay")
-        for name in ("max_pending", "max_batch_size", "max_auth_failures"):
+        for name in ("max_pending", "max_batch_size", "max_message_size", "max_auth_failures"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise LocalProtocolError(f"{name} must be an int >= 1, not {value!r}")
@@ -313,8 +331,15 @@ class ClientConfig:
 
 
 def _check_token(token: object) -> None:
-    if token is not None and (not isinstance(token, str) or not token):
+    if token is None:
+        return
+    if not isinstance(token, str) or not token:
         raise LocalProtocolError("the token must be a non-empty string or None")
+    try:
+        token.encode("utf-8")
+    except UnicodeEncodeError:
+        # Refused here, not when the next auth is encoded (on every connection).
+        raise LocalProtocolError("the token must be valid Unicode (no lone surrogates)") from None
 
 
 def _checked_headers(headers: object) -> Mapping[str, str]:
@@ -331,10 +356,15 @@ def _checked_headers(headers: object) -> Mapping[str, str]:
 
 
 def _check_repository(repository: object) -> None:
-    if not isinstance(repository, str) or not repository:
-        raise LocalProtocolError(
-            f"a repository name must be a non-empty string, not {repository!r}"
-        )
+    _check_name("a repository name", repository)
+
+
+def _check_name(what: str, value: object) -> None:
+    if not isinstance(value, str) or not value:
+        raise LocalProtocolError(f"{what} must be a non-empty string, not {value!r}")
+    fault = name_fault(value)
+    if fault is not None:
+        raise LocalProtocolError(f"{what} {fault}, not {value!r}")
 
 
 # --- health -------------------------------------------------------------------
@@ -623,12 +653,16 @@ class ClientSession:
         """Send a local event, or queue it while disconnected.
 
         Pushing an event id that is still pending changes nothing and returns
-        its status again.
+        its status again. The repository name and the event's ids must be
+        non-empty strings without NUL characters or lone surrogates (no store
+        could keep them).
         """
         self._check(ClientInput.PUSH)
         _check_repository(repository)
         if not isinstance(event, SyncEvent):
             raise LocalProtocolError(f"push needs a SyncEvent, not {type(event).__name__}")
+        _check_name("an event id", event.event_id)
+        _check_name("a document id", event.data_id)
         event_id = event.event_id
         if event_id in self._in_flight:
             return PushResult.SENT
@@ -640,8 +674,11 @@ class ClientSession:
         if self._state.connected and not self._queued:
             if full:
                 return self._refuse_push(pending, "too many events are waiting for an ack")
+            text = encode_message(PushEvent(repository=repository, event=event))
+            if utf8_size_over(text, self._config.max_message_size):
+                return self._refuse_push(pending, _TOO_BIG)
             self._in_flight[event_id] = pending
-            self._send(PushEvent(repository=repository, event=event))
+            self._emit(SendMessage(text=text))
             return PushResult.SENT
         if not self._config.enable_pending_queue:
             return self._refuse_push(pending, "not connected and the pending queue is disabled")
@@ -881,8 +918,10 @@ class ClientSession:
                 pass  # liveness only, recorded on arrival
             case AuthSuccess():
                 self._on_auth_success(now)
-            case Error(message=text):
-                self._on_error(text, now)
+            case Error(event_ids=()):
+                self._on_error(message.message, now)
+            case Error():
+                self._on_push_refused(message)
             case (
                 Auth()
                 | PushEvent()
@@ -938,6 +977,29 @@ class ClientSession:
                 self._refuse(now, f"authentication refused: {text}", close=True)
                 return
         self._emit(ServerErrorReported(message=text))
+
+    def _on_push_refused(self, error: Error) -> None:
+        """Take an ``error`` naming pushed events (never about auth or a catch-up)."""
+        code = error.code
+        if code is None or not error.permanent:
+            # Storage unavailable (or a code this version does not know): the
+            # events stay pending and go out again on the next connection.
+            self._emit(ServerErrorReported(message=error.message))
+            return
+        rejected: dict[str, list[str]] = {}
+        for event_id in error.event_ids:
+            pending = self._in_flight.pop(event_id, None) or self._queued.pop(event_id, None)
+            if pending is not None:  # unknown or already settled: nothing to do
+                rejected.setdefault(pending.repository, []).append(event_id)
+        for repository, ids in rejected.items():
+            self._emit(
+                PushRejected(
+                    repository=repository,
+                    event_ids=tuple(ids),
+                    reason=error.message,
+                    code=code,
+                )
+            )
 
     def _on_events(self, repository: str, events: tuple[SyncEvent, ...]) -> None:
         if not events:
@@ -1051,15 +1113,34 @@ class ClientSession:
         return RequestEvents(repository=repository, after_sequence=after, filter=rest)
 
     def _flush(self) -> None:
-        """Send every queued event, per repository in batches, oldest first."""
-        by_repository: dict[str, list[SyncEvent]] = {}
+        """Send every queued event, per repository in batches, oldest first.
+
+        A batch holds at most ``max_batch_size`` events and ``max_message_size``
+        bytes. An event too big even for a ``push_event`` of its own is given
+        up: the server would close the connection over it on every resend.
+        """
+        by_repository: dict[str, list[_Pending]] = {}
         for pending in self._queued.values():
-            by_repository.setdefault(pending.repository, []).append(pending.event)
+            by_repository.setdefault(pending.repository, []).append(pending)
         size = self._config.max_batch_size
-        for repository, events in by_repository.items():
-            for start in range(0, len(events), size):
-                batch = tuple(events[start : start + size])
-                self._send(PushEventsBatch(repository=repository, events=batch))
+        limit = self._config.max_message_size
+        too_big: list[_Pending] = []
+        for repository, queued in by_repository.items():
+            encode = partial(_batch_text, repository)
+            for start in range(0, len(queued), size):
+                for part in encode_to_fit(queued[start : start + size], encode, limit):
+                    text = part.text
+                    if part.oversize:
+                        # A push_event is a few bytes shorter than a batch of one.
+                        (pending,) = part.items
+                        text = encode_message(PushEvent(repository=repository, event=pending.event))
+                        if utf8_size_over(text, limit):
+                            too_big.append(pending)
+                            continue
+                    self._emit(SendMessage(text=text))
+        for pending in too_big:
+            del self._queued[pending.event.event_id]
+        self._report_failed(too_big, _TOO_BIG)
         self._in_flight.update(self._queued)
         self._queued = {}
 
@@ -1081,6 +1162,11 @@ class ClientSession:
 
     def _send(self, message: ClientMessage) -> None:
         self._actions.append(SendMessage(text=encode_message(message)))
+
+
+def _batch_text(repository: str, queued: tuple[_Pending, ...]) -> str:
+    events = tuple(pending.event for pending in queued)
+    return encode_message(PushEventsBatch(repository=repository, events=events))
 
 
 def _check_filters(filters: object) -> None:

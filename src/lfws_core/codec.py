@@ -7,7 +7,9 @@ reason. The JSON grammar is strict (see :class:`JsonBackend`); on top of it
 every message is checked field by field:
 
 * ``type`` must name a known message.
-* Repositories are non-empty strings; event ids too.
+* Repositories are non-empty strings; event ids too. Repository names and
+  the ids of an event contain no NUL character and no lone surrogate (stores
+  cannot keep them).
 * ``afterSequence`` and ``count`` are integers >= 0, ``limit`` >= 1 (a JSON
   ``true`` is not an integer).
 * An optional field may be absent or ``null``; both read as "not given".
@@ -19,14 +21,19 @@ Both backends give the same text for a message, the same message for a text,
 and reject the same texts. Message payloads (event data, filters) must be
 JSON values the decoder would accept: the encoder does not check them again,
 since most events it writes were checked when they were decoded.
+
+:func:`encode_to_fit` splits a list of items (events) over as many messages
+as a size limit demands; both sessions use it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import Any, TypeAlias
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeAlias, TypeVar
 
 from ._json import DEFAULT_BACKEND, MAX_DEPTH, ORJSON, STDLIB_JSON, JsonBackend
+from ._names import name_fault
 from .errors import InvalidMessage, LocalProtocolError
 from .events import JsonValue, SyncEvent, event_from_json, event_to_json
 from .messages import (
@@ -48,12 +55,15 @@ from .messages import (
 
 __all__ = [
     "DEFAULT_BACKEND",
+    "EncodedPart",
     "JsonBackend",
     "MAX_DEPTH",
     "ORJSON",
     "STDLIB_JSON",
     "decode_message",
     "encode_message",
+    "encode_to_fit",
+    "utf8_size_over",
 ]
 
 _Object: TypeAlias = dict[str, JsonValue]
@@ -70,9 +80,12 @@ def _invalid(obj: _Object, key: str, expected: str) -> InvalidMessage:
 
 def _repository(obj: _Object) -> str:
     value = obj.get("repository")
-    if type(value) is str and value:
-        return value
-    raise _invalid(obj, "repository", "a non-empty string")
+    if type(value) is not str or not value:
+        raise _invalid(obj, "repository", "a non-empty string")
+    fault = name_fault(value)
+    if fault is not None:
+        raise InvalidMessage(f"{obj['type']} repository {fault}")
+    return value
 
 
 def _optional_repository(obj: _Object) -> str | None:
@@ -181,7 +194,15 @@ def _decode_error(obj: _Object) -> Error:
     message = obj.get("message")
     if type(message) is not str:
         raise _invalid(obj, "message", "a string")
-    return Error(message=message)
+    ids = obj.get("eventIds")
+    code = obj.get("code")
+    if not (code is None or type(code) is str):
+        raise _invalid(obj, "code", "a string")
+    return Error(
+        message=message,
+        event_ids=() if ids is None else _ids("error eventIds", ids),
+        code=code,
+    )
 
 
 _AUTH_FIELDS = frozenset({"type", "token"})
@@ -307,7 +328,12 @@ def _encode_sync_complete(message: SyncComplete) -> _Object:
 
 
 def _encode_error(message: Error) -> _Object:
-    return {"type": "error", "message": message.message}
+    obj: _Object = {"type": "error", "message": message.message}
+    if message.event_ids:
+        obj["eventIds"] = list(message.event_ids)
+    if message.code is not None:
+        obj["code"] = message.code
+    return obj
 
 
 # Any: each encoder takes its own message class, which the key guarantees.
@@ -340,3 +366,55 @@ def encode_message(message: Message, *, backend: JsonBackend | None = None) -> s
     if encoder is None:
         raise LocalProtocolError(f"not a protocol message: {type(message).__name__}")
     return (DEFAULT_BACKEND if backend is None else backend).dumps(encoder(message))
+
+
+# --- size limits ---------------------------------------------------------------
+
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class EncodedPart(Generic[_T]):
+    """One message of :func:`encode_to_fit`: the items it carries and its text."""
+
+    items: tuple[_T, ...]
+    text: str
+    oversize: int = 0
+    """The UTF-8 size of ``text`` when it is over the limit (one item, too big alone), else 0."""
+
+
+def encode_to_fit(
+    items: Sequence[_T], encode: Callable[[tuple[_T, ...]], str], max_size: int
+) -> list[EncodedPart[_T]]:
+    """Encode ``items`` as messages of at most ``max_size`` UTF-8 bytes each, in order.
+
+    ``encode`` writes the message carrying a run of items. The usual case
+    costs one encoding: everything fits one message. A list that does not
+    is cut into about ``size / max_size`` runs of equal length, each encoded
+    and cut again while it is still too big. An item too big even alone
+    gets a part of its own with ``oversize`` set, for the caller to decide
+    about. No items, no parts.
+    """
+    parts: list[EncodedPart[_T]] = []
+    todo = [tuple(items)] if items else []  # a stack: the next run last
+    while todo:
+        run = todo.pop()
+        text = encode(run)
+        size = utf8_size_over(text, max_size)
+        if not size or len(run) == 1:
+            parts.append(EncodedPart(items=run, text=text, oversize=size))
+            continue
+        count = min(len(run), -(-size // max_size))
+        cuts = [len(run) * part // count for part in range(count + 1)]
+        todo.extend(run[cuts[part - 1] : cuts[part]] for part in range(count, 0, -1))
+    return parts
+
+
+def utf8_size_over(text: str, limit: int) -> int:
+    """Return the UTF-8 size of ``text`` when it is over ``limit`` bytes, else 0."""
+    # UTF-8 spends at most 4 bytes on a character: most texts need no count.
+    if len(text) * 4 <= limit:
+        return 0
+    # surrogatepass: a text handed over decoded may hold a lone surrogate.
+    size = len(text.encode("utf-8", "surrogatepass"))
+    return size if size > limit else 0

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TypeAlias
 
+from ._names import name_fault
 from .errors import InvalidMessage
 
 __all__ = [
@@ -168,6 +169,9 @@ def _required_string(obj: Mapping[str, object], key: str) -> str:
         raise InvalidMessage(f"event {key} must be a string")
     if not value:
         raise InvalidMessage(f"event {key} must not be empty")
+    fault = name_fault(value)
+    if fault is not None:
+        raise InvalidMessage(f"event {key} {fault}")
     return value
 
 
@@ -175,8 +179,10 @@ def event_from_json(obj: object) -> SyncEvent:
     """Build a :class:`SyncEvent` from its decoded JSON object.
 
     Validates every field; raises :class:`InvalidMessage` with the reason.
-    The pre-0.8 Dart names (``eventId``, ``operation``, ``createdAt``,
-    ``data``, ``dataId``) are read in place of absent current names.
+    The ids must be non-empty and free of NUL characters and lone
+    surrogates, which stores cannot keep. The pre-0.8 Dart names
+    (``eventId``, ``operation``, ``createdAt``, ``data``, ``dataId``) are
+    read in place of absent current names.
     """
     if not isinstance(obj, dict):
         raise InvalidMessage("an event must be a JSON object")

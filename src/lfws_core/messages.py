@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TypeAlias
+from typing import Final, TypeAlias
 
 from .events import JsonValue, SyncEvent
 
@@ -23,6 +23,7 @@ __all__ = [
     "Events",
     "EventsReceived",
     "Message",
+    "PERMANENT_ERROR_CODES",
     "Ping",
     "Pong",
     "PushEvent",
@@ -134,11 +135,33 @@ class SyncComplete:
     repository: str | None = None
 
 
+PERMANENT_ERROR_CODES: Final = frozenset({"forbidden", "invalid"})
+"""The ``code`` values of an ``error`` that refuses the pushed events it names for good.
+
+``forbidden``: the principal may not write there; ``invalid``: the store
+will never accept these events. Every other code (``unavailable`` for a
+store that failed, or one this version does not know) is transient: the
+client keeps the events and sends them again.
+"""
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Error:
-    """``error``: the server refused something; ``message`` says what."""
+    """``error``: the server refused something; ``message`` says what.
+
+    An lfws server answering a push also names the events (``event_ids``,
+    ``eventIds`` on the wire) and says why in ``code``; both are optional
+    extensions of v1, absent from every other ``error``.
+    """
 
     message: str
+    event_ids: tuple[str, ...] = ()
+    code: str | None = None
+
+    @property
+    def permanent(self) -> bool:
+        """Whether this error refuses the events it names for good (never resend them)."""
+        return bool(self.event_ids) and self.code in PERMANENT_ERROR_CODES
 
 
 ClientMessage: TypeAlias = (

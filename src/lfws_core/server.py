@@ -54,10 +54,11 @@ from .actions import (
     StoreEvents,
 )
 from .close_codes import CloseCode
-from .codec import decode_message, encode_message
+from .codec import decode_message, encode_message, encode_to_fit, utf8_size_over
 from .errors import InvalidMessage, LocalProtocolError
 from .events import JsonValue, SyncEvent
 from .messages import (
+    PERMANENT_ERROR_CODES,
     Ack,
     Auth,
     AuthSuccess,
@@ -410,7 +411,7 @@ class ServerSession:
         if not self._receiving():
             return
         limit = self._config.max_message_size
-        if size := _size_over(text, limit):
+        if size := utf8_size_over(text, limit):
             self._actions.append(
                 ProtocolErrorReported(reason=f"Message too big: {size} bytes (limit {limit})")
             )
@@ -477,11 +478,36 @@ class ServerSession:
         if stored:
             self._actions.append(EventsStored(repository=request.repository, events=tuple(stored)))
 
-    def store_failed(self, request_id: int, reason: str, now: float) -> None:
-        """``StoreEvents(request_id)`` failed; nothing is acknowledged (the client retries)."""
+    def store_failed(
+        self,
+        request_id: int,
+        reason: str,
+        now: float,
+        *,
+        permanent: bool = False,
+        code: str | None = None,
+    ) -> None:
+        """``StoreEvents(request_id)`` failed; nothing is acknowledged.
+
+        The ``error`` names the events (``eventIds``) and a ``code``. By
+        default the failure is transient (code ``unavailable``): the client
+        keeps the events and sends them again. ``permanent`` means the
+        authorizer or the store refused them for good (code ``forbidden``
+        unless ``code`` says otherwise, one of
+        :data:`~lfws_core.messages.PERMANENT_ERROR_CODES`): the client gives
+        them up. A ``code`` must agree with ``permanent``.
+        """
+        if code is None:
+            code = "forbidden" if permanent else "unavailable"
+        elif not isinstance(code, str) or not code:
+            raise LocalProtocolError(f"code must be a non-empty string, not {code!r}")
+        elif (code in PERMANENT_ERROR_CODES) != permanent:
+            kind = "permanent" if permanent else "transient"
+            raise LocalProtocolError(f"code {code!r} does not name a {kind} failure")
         request = self._take(request_id, _StoreRequest)
         if request is not None:
-            self._send(Error(message=f"{request.failure}: {reason}"))
+            ids = tuple(dict.fromkeys(request.event_ids))
+            self._send(Error(message=f"{request.failure}: {reason}", event_ids=ids, code=code))
 
     def events_fetched(self, request_id: int, events: Sequence[SyncEvent], now: float) -> None:
         """``FetchEvents(request_id)`` returned ``events``, in sequence order."""
@@ -568,7 +594,7 @@ class ServerSession:
                     OversizedEventSent(
                         repository=repository,
                         event_id=message.events[0].event_id,
-                        size=_utf8_size(message.text),
+                        size=utf8_size_over(message.text, limit),
                         limit=limit,
                     )
                 )
@@ -763,9 +789,8 @@ def encode_events(
     """Encode ``events`` as ``events`` messages of at most ``max_size`` UTF-8 bytes, in order.
 
     The usual case costs one encoding: everything fits one message. A list
-    that does not is cut into about ``size / max_size`` runs of equal length,
-    each encoded and cut again while it is still too big, so a client whose
-    limit is ``max_size`` can read every message.
+    that does not is split (:func:`~lfws_core.codec.encode_to_fit`), so a
+    client whose limit is ``max_size`` can read every message.
 
     An event too big for a message of its own (stored under a larger limit)
     still gets one, marked ``oversized``: the server never withholds a stored
@@ -773,32 +798,14 @@ def encode_events(
     Skipping it instead would move the client's cursor past an event it
     then never receives, even once the limits are fixed.
     """
-    messages: list[EncodedEvents] = []
-    todo = [tuple(events)] if events else []  # a stack: the next run last
-    while todo:
-        run = todo.pop()
-        text = encode_message(Events(repository=repository, events=run))
-        size = _size_over(text, max_size)
-        if not size or len(run) == 1:
-            messages.append(EncodedEvents(events=run, text=text, oversized=bool(size)))
-            continue
-        parts = min(len(run), -(-size // max_size))
-        cuts = [len(run) * part // parts for part in range(parts + 1)]
-        todo.extend(run[cuts[part - 1] : cuts[part]] for part in range(parts, 0, -1))
-    return messages
 
+    def encode(run: tuple[SyncEvent, ...]) -> str:
+        return encode_message(Events(repository=repository, events=run))
 
-def _utf8_size(text: str) -> int:
-    return len(text.encode("utf-8", "surrogatepass"))
-
-
-def _size_over(text: str, limit: int) -> int:
-    """Return the UTF-8 size of ``text`` when it is over ``limit``, else 0."""
-    # UTF-8 spends at most 4 bytes on a character: most texts need no count.
-    if len(text) * 4 <= limit:
-        return 0
-    size = _utf8_size(text)
-    return size if size > limit else 0
+    return [
+        EncodedEvents(events=part.items, text=part.text, oversized=bool(part.oversize))
+        for part in encode_to_fit(events, encode, max_size)
+    ]
 
 
 def _page_end(events: Sequence[SyncEvent], after_sequence: int, limit: int) -> int:

@@ -237,7 +237,7 @@ class TestMerging:
             event("nested", "n", data={"a": [1, 2.5, -0.0, None, True, {"b": [[], {}]}]}),
             event("huge", "h", data={"n": 2**80, "m": -(2**70)}),
             event("surrogate", "s", data={"s": "lone \ud800 surrogate"}),
-            event("nul", "n\x00ul", data={"k\x00": "nul \x00"}),
+            event("nul", "nul", data={"k\x00": "nul \x00"}),  # in data only: see below
             event("micro", "m", at=0.123456),
             delete("delete", "d"),
             SyncEvent(
@@ -266,7 +266,10 @@ class TestMerging:
             event_id="nodata", operation=Operation.INSERT, data_id="x", created_at=T0
         )
         empty_id = event("", "x")
-        for bad in (not_json, nan, no_data, empty_id):
+        # No server store could keep these ids (PostgreSQL refuses NUL).
+        nul_id = event("n\x00ul", "x")
+        nul_data_id = event("nul", "n\x00ul")
+        for bad in (not_json, nan, no_data, empty_id, nul_id, nul_data_id):
             with pytest.raises(LocalProtocolError):
                 await storage.record_local("todos", bad)
             with pytest.raises(LocalProtocolError):

@@ -7,6 +7,7 @@ read as protocol messages, in order, mixed with the other actions.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
@@ -16,7 +17,7 @@ import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
-from tests.strategies import client_messages, server_messages, sync_events
+from tests.strategies import client_messages, names, server_messages, sync_events
 
 from lfws_core.actions import (
     ApplyEvents,
@@ -29,6 +30,7 @@ from lfws_core.actions import (
     OpenConnection,
     ProtocolErrorReported,
     PushFailed,
+    PushRejected,
     ReconnectScheduled,
     SendMessage,
     ServerErrorReported,
@@ -223,6 +225,7 @@ def test_config_defaults() -> None:
     assert (cfg.connect_timeout, cfg.auth_timeout) == (10.0, 10.0)
     assert cfg.enable_pending_queue and not cfg.custom_sync_filter
     assert (cfg.max_pending, cfg.max_batch_size, cfg.max_auth_failures) == (10_000, 100, 3)
+    assert cfg.max_message_size == 1 << 20
     assert cfg.overflow_policy is OverflowPolicy.REJECT_NEW
 
 
@@ -251,6 +254,7 @@ def test_config_copies_headers_and_dedupes_repositories() -> None:
         ({"repositories": "todos"}, "not a string"),
         ({"repositories": ("",)}, "repository name"),
         ({"repositories": (3,)}, "repository name"),
+        ({"repositories": ("a\x00",)}, "repository name must not contain NUL"),
         ({"reconnect_delay": 0}, "positive"),
         ({"max_reconnect_delay": -1.0}, "positive"),
         ({"stable_after": float("inf")}, "positive"),
@@ -261,6 +265,8 @@ def test_config_copies_headers_and_dedupes_repositories() -> None:
         ({"reconnect_delay": 10.0, "max_reconnect_delay": 5.0}, "below"),
         ({"max_pending": 0}, "max_pending"),
         ({"max_batch_size": 1.5}, "max_batch_size"),
+        ({"max_message_size": 0}, "max_message_size"),
+        ({"max_message_size": True}, "max_message_size"),
         ({"max_auth_failures": True}, "max_auth_failures"),
         ({"overflow_policy": "drop_oldest"}, "OverflowPolicy"),
     ],
@@ -705,6 +711,67 @@ def test_error_when_authenticated_is_reported_not_fatal() -> None:
     assert client.session.state is S.LIVE
 
 
+REFUSED = "Failed to push events batch: no write access to todos"
+
+
+@pytest.mark.parametrize("code", ["forbidden", "invalid"])
+def test_events_refused_for_good_are_rejected_and_never_sent_again(code: str) -> None:
+    client = Client()
+    for repository, name in [("todos", 1), ("notes", 2), ("todos", 3), ("todos", 4)]:
+        client.push(repository, ev(name))
+    client.authenticated()
+    refusal = Error(message=REFUSED, event_ids=("e3", "e2", "e1", "unknown"), code=code)
+    assert client.receive(refusal) == [
+        PushRejected(repository="todos", event_ids=("e3", "e1"), reason=REFUSED, code=code),
+        PushRejected(repository="notes", event_ids=("e2",), reason=REFUSED, code=code),
+    ]
+    assert client.session.pending_count == 1
+    assert client.receive(refusal) == []  # settled already
+    client.lose()
+    client.reconnect()
+    assert client.receive(AuthSuccess())[-1] == PushEventsBatch(repository="todos", events=(ev(4),))
+
+
+def test_a_queued_event_can_be_rejected() -> None:
+    client = Client(config(custom_sync_filter=True))
+    client.push("todos", ev(1))
+    client.authenticated()  # waiting for filters: e1 is still queued
+    refusal = Error(message=REFUSED, event_ids=("e1",), code="forbidden")
+    assert client.receive(refusal) == [
+        PushRejected(repository="todos", event_ids=("e1",), reason=REFUSED, code="forbidden")
+    ]
+    assert client.session.pending_count == 0
+
+
+@pytest.mark.parametrize("code", ["unavailable", "overloaded", None])
+def test_events_refused_for_now_stay_pending_and_go_out_again(code: str | None) -> None:
+    client = Client()
+    client.live()
+    client.push("todos", ev(1))
+    client.out()
+    text = "Failed to push event: storage unavailable"
+    refusal = Error(message=text, event_ids=("e1",), code=code)
+    assert client.receive(refusal) == [ServerErrorReported(message=text)]
+    assert client.session.pending_count == 1
+    client.lose()
+    client.reconnect()
+    assert client.receive(AuthSuccess())[-1] == PushEventsBatch(repository="todos", events=(ev(1),))
+
+
+def test_a_push_refusal_during_reauthentication_is_not_an_auth_refusal() -> None:
+    client = Client()
+    client.live()
+    client.push("todos", ev(1))
+    client.credentials("t2", {})
+    client.out()
+    refusal = Error(message=REFUSED, event_ids=("e1",), code="forbidden")
+    assert client.receive(refusal) == [
+        PushRejected(repository="todos", event_ids=("e1",), reason=REFUSED, code="forbidden")
+    ]
+    assert client.receive(AuthSuccess()) == []
+    assert client.session.state is S.LIVE
+
+
 @pytest.mark.parametrize(
     "text", ["Failed to fetch events: db down", "Failed to fetch all events: db down"]
 )
@@ -979,6 +1046,110 @@ def test_push_arguments_are_checked() -> None:
         client.push("", ev(1))
     with pytest.raises(LocalProtocolError, match="SyncEvent"):
         client.push("todos", {"_event_id": "e1"})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("repository", "event", "complaint"),
+    [
+        ("to\x00dos", ev(1), "a repository name must not contain NUL characters"),
+        ("todos\udc80", ev(1), "a repository name must not contain lone surrogates"),
+        ("todos", ev("1\x00"), "an event id must not contain NUL characters"),
+        ("todos", ev("\ud800"), "an event id must not contain lone surrogates"),
+        ("todos", ev(1, data_id="\x00"), "a document id must not contain NUL characters"),
+        ("todos", ev(1, data_id="d\udfff"), "a document id must not contain lone surrogates"),
+        ("todos", ev(1, data_id=""), "a document id must be a non-empty string"),
+        ("todos", dataclasses.replace(ev(1), event_id=""), "an event id must be a non-empty"),
+        ("todos", dataclasses.replace(ev(1), event_id=7), "an event id must be a non-empty"),
+    ],
+)
+def test_names_no_store_could_keep_are_refused_at_push(
+    repository: str, event: SyncEvent, complaint: str
+) -> None:
+    """They would fail on every resend: PostgreSQL refuses NUL, SQLite lone surrogates."""
+    client = Client()
+    client.live()
+    with pytest.raises(LocalProtocolError, match=complaint):
+        client.push(repository, event)
+    assert client.out() == []
+    assert client.session.pending_count == 0
+
+
+def test_a_non_ascii_name_is_fine() -> None:
+    client = Client()
+    client.live()
+    assert client.push("tâches", ev("é", data_id="café")) is PushResult.SENT
+    assert client.out() == [PushEvent(repository="tâches", event=ev("é", data_id="café"))]
+
+
+# --- message size ------------------------------------------------------------------------
+
+
+def big(name: str | int, size: int) -> SyncEvent:
+    """An event of about ``size`` bytes of data."""
+    return dataclasses.replace(ev(name), data={"id": "doc", "blob": "x" * size})
+
+
+def text_size(message: Message) -> int:
+    return len(encode_message(message).encode())
+
+
+TOO_BIG = "event larger than the server's message limit"
+
+
+def test_a_live_push_too_big_for_the_server_fails_at_once() -> None:
+    client = Client(config(max_message_size=1000))
+    client.live()
+    assert client.push("todos", big(1, 800)) is PushResult.SENT
+    assert client.push("todos", big(2, 1000)) is PushResult.FAILED
+    assert client.out() == [
+        PushEvent(repository="todos", event=big(1, 800)),
+        PushFailed(repository="todos", event_ids=("e2",), reason=TOO_BIG),
+    ]
+    assert client.session.pending_count == 1
+
+
+def test_the_queue_is_flushed_in_batches_that_fit_the_server_limit() -> None:
+    limit = 1000
+    client = Client(config(max_message_size=limit, max_batch_size=4))
+    events = [big(n, 300) for n in range(7)]
+    for event in events:
+        client.push("todos", event)
+    sent = [m for m in client.authenticated() if isinstance(m, PushEventsBatch)]
+    assert all(text_size(batch) <= limit for batch in sent)
+    # In order, none lost; a batch of 4 is cut by size, the rest of 3 too.
+    assert [e for batch in sent for e in batch.events] == events
+    assert [len(batch.events) for batch in sent] == [2, 2, 1, 2]
+    assert client.session.pending_count == 7
+
+
+def test_an_event_too_big_for_any_message_is_given_up_when_flushed() -> None:
+    limit = 1000
+    client = Client(config(max_message_size=limit))
+    for event in (big(1, 100), big(2, 2000), big(3, 100)):
+        client.push("todos", event)
+    client.push("notes", big(4, 5000))
+    assert client.authenticated()[-4:] == [
+        PushEventsBatch(repository="todos", events=(big(1, 100),)),
+        PushEventsBatch(repository="todos", events=(big(3, 100),)),
+        PushFailed(repository="todos", event_ids=("e2",), reason=TOO_BIG),
+        PushFailed(repository="notes", event_ids=("e4",), reason=TOO_BIG),
+    ]
+    assert client.session.pending_count == 2  # the others are forgotten: never sent again
+    client.lose()
+    client.reconnect()
+    assert client.receive(AuthSuccess())[-1] == PushEventsBatch(
+        repository="todos", events=(big(1, 100), big(3, 100))
+    )
+
+
+def test_an_event_that_fits_only_as_push_event_goes_out_as_one() -> None:
+    event = big(1, 500)
+    limit = text_size(PushEvent(repository="todos", event=event))
+    assert text_size(PushEventsBatch(repository="todos", events=(event,))) > limit
+    client = Client(config(max_message_size=limit))
+    client.push("todos", event)
+    assert client.authenticated()[-1] == PushEvent(repository="todos", event=event)
+    assert client.session.pending_count == 1
 
 
 # --- remote events and cursors ---------------------------------------------------------
@@ -1523,6 +1694,12 @@ server_noise = st.one_of(
     st.sampled_from(
         [Error(message="Failed to fetch events: down"), Error(message="Failed to push event: x")]
     ),
+    st.builds(
+        Error,
+        message=st.just("Failed to push events batch: refused"),
+        event_ids=st.lists(st.sampled_from([e.event_id for e in POOL]), max_size=3).map(tuple),
+        code=st.sampled_from(["forbidden", "invalid", "unavailable", "new"]),
+    ),
 )
 filters = st.dictionaries(
     st.sampled_from(REPOSITORIES),
@@ -1536,6 +1713,8 @@ configs = st.builds(
     max_pending=st.integers(1, 4),
     overflow_policy=st.sampled_from(OverflowPolicy),
     max_batch_size=st.integers(1, 3),
+    # About one POOL event per push_events_batch, some drawn events fit none.
+    max_message_size=st.sampled_from([1 << 20, 600, 300]),
     max_auth_failures=st.integers(1, 3),
     custom_sync_filter=st.booleans(),
     reconnect_delay=st.just(0.5),
@@ -1599,6 +1778,9 @@ class ClientMachine(RuleBasedStateMachine):
                         self.pending.difference_update(ids)
                 case PushFailed(event_ids=ids):
                     self.pending.difference_update(ids)
+                case PushRejected(event_ids=ids):
+                    assert self.pending.issuperset(ids)
+                    self.pending.difference_update(ids)
                 case ReconnectScheduled(at=at, delay=delay):
                     assert 0.0 <= delay <= self.config.max_reconnect_delay
                     assert at == self.now + delay
@@ -1653,10 +1835,10 @@ class ClientMachine(RuleBasedStateMachine):
         repository = data.draw(st.sampled_from(REPOSITORIES))
         match step:
             case "push":
-                self.record(repository, ev(data.draw(st.text())), session.push)
+                self.record(repository, ev(data.draw(names)), session.push)
             case "events":
                 self.sequence += data.draw(st.integers(-2, 3))
-                event = ev(data.draw(st.text()), max(1, self.sequence))
+                event = ev(data.draw(names), max(1, self.sequence))
                 session.receive_message(Events(repository=repository, events=(event,)), now)
             case "ack":
                 ids = data.draw(st.lists(st.sampled_from(sorted(self.pending) or ["x"])))

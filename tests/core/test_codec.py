@@ -17,9 +17,12 @@ from lfws_core.codec import (
     MAX_DEPTH,
     ORJSON,
     STDLIB_JSON,
+    EncodedPart,
     JsonBackend,
     decode_message,
     encode_message,
+    encode_to_fit,
+    utf8_size_over,
 )
 from lfws_core.errors import InvalidMessage, LocalProtocolError
 from lfws_core.events import Operation, SyncEvent
@@ -126,7 +129,31 @@ WIRE_FORMS: list[tuple[Message, str]] = [
     (SyncComplete(), '{"type":"sync_complete"}'),
     (SyncComplete(repository="todos"), '{"type":"sync_complete","repository":"todos"}'),
     (Error(message="héllo ☃ 😀"), '{"type":"error","message":"héllo ☃ 😀"}'),
+    (
+        Error(message="Failed to push event: no", event_ids=("a", "b"), code="forbidden"),
+        '{"type":"error","message":"Failed to push event: no","eventIds":["a","b"],'
+        '"code":"forbidden"}',
+    ),
+    (Error(message="m", code="unavailable"), '{"type":"error","message":"m","code":"unavailable"}'),
 ]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_error_fields_may_be_null_or_empty(backend: JsonBackend) -> None:
+    text = wire("error", message="m", eventIds=None, code=None)
+    assert decode_message(text, backend=backend) == Error(message="m")
+    assert decode_message(wire("error", message="m", eventIds=[]), backend=backend) == Error(
+        message="m"
+    )
+
+
+def test_only_named_events_with_a_known_code_are_refused_for_good() -> None:
+    assert Error(message="m", event_ids=("a",), code="forbidden").permanent
+    assert Error(message="m", event_ids=("a",), code="invalid").permanent
+    assert not Error(message="m", event_ids=("a",), code="unavailable").permanent
+    assert not Error(message="m", event_ids=("a",), code="some future code").permanent
+    assert not Error(message="m", event_ids=("a",)).permanent
+    assert not Error(message="m", code="forbidden").permanent
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -435,6 +462,24 @@ BAD_INPUTS: list[tuple[str | bytes, str]] = [
         "request_events limit must be an integer >= 1",
     ),
     (wire("request_all_events", repository=""), f"request_all_events repository {NOT_EMPTY}"),
+    (
+        wire("push_event", repository="r\x00", event=GOOD),
+        "push_event repository must not contain NUL characters",
+    ),
+    (
+        wire("events", repository="\x00", events=[]),
+        "events repository must not contain NUL characters",
+    ),
+    (
+        wire("request_events", repository="a\x00b"),
+        "request_events repository must not contain NUL characters",
+    ),
+    (
+        wire("sync_complete", repository="\x00"),
+        "sync_complete repository must not contain NUL characters",
+    ),
+    # A lone surrogate never gets that far: the JSON grammar refuses it.
+    (wire("push_event", repository="r\udc00", event=GOOD), "lone surrogate"),
     (wire("events_received", repository="r", count=-1), "count must be an integer >= 0"),
     (wire("events_received", repository="r"), "events_received is missing count"),
     (wire("events", events=[]), "events is missing repository"),
@@ -448,12 +493,20 @@ BAD_INPUTS: list[tuple[str | bytes, str]] = [
     (wire("sync_complete", repository=5), f"sync_complete repository {NOT_EMPTY}"),
     (wire("error"), "error is missing message"),
     (wire("error", message=1), "error message must be a string"),
+    (wire("error", message="m", eventIds="a"), f"error eventIds {IDS}"),
+    (wire("error", message="m", eventIds=[""]), f"error eventIds {IDS}"),
+    (wire("error", message="m", eventIds=[1]), f"error eventIds {IDS}"),
+    (wire("error", message="m", code=1), "error code must be a string"),
+    (wire("error", message="m", code=["forbidden"]), "error code must be a string"),
     (wire("auth", token=1), "auth token must be a string or null"),
     (wire("auth", token="t", **{"X-Id": 7}), "auth header 'X-Id' must be a string"),
     # events
     (push(_event_id=None), "push_event event: event is missing _event_id"),
     (push(_event_id=""), "event _event_id must not be empty"),
     (push(_data_id=4), "event _data_id must be a string"),
+    (push(_event_id="e\x00"), "push_event event: event _event_id must not contain NUL characters"),
+    (push(_data_id="\x00"), "event _data_id must not contain NUL characters"),
+    (push(_event_id="\ud800"), "lone surrogate"),
     (push(_operation=3), "unknown _operation 3"),
     (push(_operation="upsert"), "unknown _operation 'upsert'"),
     (push(_operation=True), "_operation must be 0, 1, 2 or an operation name"),
@@ -525,3 +578,56 @@ def test_backends_parse_any_json_value(backend: JsonBackend) -> None:
     assert backend.loads(b"7") == 7
     with pytest.raises(InvalidMessage, match="64-bit"):
         backend.loads("9223372036854775808")
+
+
+# --- fitting a size limit ----------------------------------------------------------
+
+
+def json_list(run: tuple[str, ...]) -> str:
+    return json.dumps(list(run), ensure_ascii=False, separators=(",", ":"))
+
+
+def utf8_len(text: str) -> int:
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
+@given(items=st.lists(st.text(max_size=30), max_size=40), limit=st.integers(1, 300))
+def test_encode_to_fit_splits_in_order_until_each_part_fits(items: list[str], limit: int) -> None:
+    parts = encode_to_fit(items, json_list, limit)
+    assert [item for part in parts for item in part.items] == items
+    for part in parts:
+        assert part.text == json_list(part.items)
+        size = utf8_len(part.text)
+        # Only a lone item too big alone is over the limit, and it says by how much.
+        assert part.oversize == (size if size > limit else 0)
+        assert not part.oversize or len(part.items) == 1
+    if items and utf8_len(json_list(tuple(items))) <= limit:
+        assert parts == [EncodedPart(items=tuple(items), text=json_list(tuple(items)))]
+
+
+def test_encode_to_fit_encodes_once_when_everything_fits() -> None:
+    calls: list[tuple[str, ...]] = []
+
+    def encode(run: tuple[str, ...]) -> str:
+        calls.append(run)
+        return json_list(run)
+
+    assert encode_to_fit(["a", "b"], encode, 100) == [
+        EncodedPart(items=("a", "b"), text='["a","b"]')
+    ]
+    assert calls == [("a", "b")]
+    assert encode_to_fit([], encode, 100) == []
+
+
+@pytest.mark.parametrize(
+    ("text", "limit", "over"),
+    [
+        ("abc", 3, 0),
+        ("abcd", 3, 4),
+        ("é", 1, 2),  # counted in UTF-8 bytes, not characters
+        ("😀", 4, 0),
+        ("\ud800", 2, 3),  # a decoded text may hold a lone surrogate: still counted
+    ],
+)
+def test_utf8_size_over(text: str, limit: int, over: int) -> None:
+    assert utf8_size_over(text, limit) == over

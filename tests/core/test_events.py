@@ -226,6 +226,11 @@ def test_a_legacy_name_beside_its_current_name_is_just_an_extra_field() -> None:
     assert event.extra == {"eventId": "old", "dataId": "old-d"}
 
 
+def test_non_ascii_ids_are_fine() -> None:
+    event = event_from_json(dart_event(_event_id="é-1", _data_id="документ 😀"))
+    assert (event.event_id, event.data_id) == ("é-1", "документ 😀")
+
+
 def test_a_delete_carries_no_data() -> None:
     obj = dart_event(_operation=2)
     del obj["_data"]
@@ -279,6 +284,11 @@ def _without(key: str) -> dict[str, JsonValue]:
         (dart_event(_event_id=1), "event _event_id must be a string"),
         (dart_event(_event_id=""), "event _event_id must not be empty"),
         (dart_event(_data_id=None), "event _data_id must be a string"),
+        # Stores cannot keep them: PostgreSQL refuses NUL, SQLite's driver lone surrogates.
+        (dart_event(_event_id="e\x00"), "event _event_id must not contain NUL characters"),
+        (dart_event(_event_id="\udc80e"), "event _event_id must not contain lone surrogates"),
+        (dart_event(_data_id="\x00"), "event _data_id must not contain NUL characters"),
+        (dart_event(_data_id="d\ud800"), "event _data_id must not contain lone surrogates"),
         (dart_event(_operation=5), "unknown _operation 5"),
         (dart_event(_created_at="soon"), "_created_at is not ISO-8601"),
         (dart_event(_data=[]), "event _data must be an object or null"),

@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 from hypothesis import given, settings
@@ -646,9 +646,51 @@ class TestPush:
         adapter.receive(message)
         request = adapter.take(StoreEvents)
         adapter.session.store_failed(request.request_id, "disk full", 1.0)
-        assert adapter.pump() == [Error(message=text)]
+        # Transient: the client keeps the events and sends them again.
+        assert adapter.pump() == [Error(message=text, event_ids=("e1",), code="unavailable")]
         with pytest.raises(LocalProtocolError):
             adapter.session.store_failed(request.request_id, "again", 1.0)
+
+    @pytest.mark.parametrize(
+        ("kwargs", "code"),
+        [
+            ({"permanent": True}, "forbidden"),
+            ({"permanent": True, "code": "invalid"}, "invalid"),
+            ({"code": "overloaded"}, "overloaded"),
+        ],
+    )
+    def test_a_refusal_names_the_events_and_its_code(
+        self, kwargs: dict[str, Any], code: str
+    ) -> None:
+        adapter = authed_manual()
+        batch = (event("e2"), event("e1"), event("e2"))
+        adapter.receive(PushEventsBatch(repository="todo", events=batch))
+        request = adapter.take(StoreEvents)
+        adapter.session.store_failed(request.request_id, "no write access to todo", 1.0, **kwargs)
+        text = "Failed to push events batch: no write access to todo"
+        # Each id once, in push order.
+        assert adapter.pump() == [Error(message=text, event_ids=("e2", "e1"), code=code)]
+
+    @pytest.mark.parametrize(
+        ("kwargs", "complaint"),
+        [
+            ({"code": "forbidden"}, "does not name a transient failure"),
+            ({"permanent": True, "code": "unavailable"}, "does not name a permanent failure"),
+            ({"permanent": True, "code": ""}, "non-empty string"),
+            ({"code": 3}, "non-empty string"),
+        ],
+    )
+    def test_a_code_must_agree_with_permanent(self, kwargs: dict[str, Any], complaint: str) -> None:
+        adapter = authed_manual()
+        adapter.receive(PushEvent(repository="todo", event=event("e1")))
+        request = adapter.take(StoreEvents)
+        with pytest.raises(LocalProtocolError, match=complaint):
+            adapter.session.store_failed(request.request_id, "no", 1.0, **kwargs)
+        # Misuse answers nothing: the request still awaits its verdict.
+        adapter.session.store_failed(request.request_id, "no", 1.0, permanent=True)
+        assert adapter.pump() == [
+            Error(message="Failed to push event: no", event_ids=("e1",), code="forbidden")
+        ]
 
     def test_acks_follow_the_verdicts_not_the_requests(self) -> None:
         adapter = authed_manual()

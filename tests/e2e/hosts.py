@@ -30,6 +30,7 @@ class RecordingHost(ClientHost):
         self.applied: list[SyncEvent] = []
         self.synced: set[str] = set()
         self.failed: list[tuple[str, tuple[str, ...], str]] = []
+        self.rejected: list[tuple[str, tuple[str, ...], str]] = []
         self.credential_requests: list[str] = []
         self.states: list[tuple[ConnectionState, str]] = []
 
@@ -73,6 +74,9 @@ class RecordingHost(ClientHost):
 
     async def push_failed(self, repository: str, event_ids: tuple[str, ...], reason: str) -> None:
         self.failed.append((repository, event_ids, reason))
+
+    async def push_rejected(self, repository: str, event_ids: tuple[str, ...], reason: str) -> None:
+        self.rejected.append((repository, event_ids, reason))
 
     async def credentials_needed(self, reason: str) -> AuthCredentials | None:
         self.credential_requests.append(reason)
