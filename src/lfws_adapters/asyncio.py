@@ -1,9 +1,11 @@
 """The asyncio runtime: ``asyncio.Protocol`` callbacks, no task or stream per connection.
 
 Each transport is one :class:`asyncio.Protocol` that is also the drivers'
-:class:`~lfws_adapters.runtime.Link`. Writes wait for the end of the loop
-iteration and leave in one ``transport.write``: all that answers one read
-(replies, and acks of stores that finished at once) costs one system call.
+:class:`~lfws_adapters.runtime.Link`. Writes made while a read is handled
+wait for its end and leave in one ``transport.write`` per transport: all that
+answers one read (replies, acks of stores that finished at once, broadcasts
+to the other clients) costs one system call each. Any other write (a client's
+push, an ack from a store task) goes out at once.
 The transport's write flow control (``pause_writing``/``resume_writing``,
 with a zero low-water mark) tells :meth:`~lfws_adapters.runtime.Link.drained`
 waiters when the backlog is gone.
@@ -66,7 +68,17 @@ async def _logged(function: Callable[[], Awaitable[None]]) -> None:
 
 
 class _Transports(set["_Stream"]):
-    """The live transports of a listener or a client: to wait for, or to cut off."""
+    """The live transports of a listener or a client: to wait for, or to cut off.
+
+    Also the write batch they share: while one of them handles a read,
+    ``held`` collects every one that was written to, flushed once the read
+    is handled (a broadcast from a read reaches other transports).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reading = False
+        self.held: list[_Stream] = []
 
     async def wait_gone(self, timeout: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -92,8 +104,6 @@ class _Stream(asyncio.Protocol):
         self._loop = asyncio.get_running_loop()
         self._pending: list[bytes] = []
         self._pending_size = 0
-        self._flush_due = False
-        self._reading = False
         self._abort_timer: asyncio.TimerHandle | None = None
         self._emptied = asyncio.Event()
         self.gone = asyncio.Event()
@@ -107,14 +117,15 @@ class _Stream(asyncio.Protocol):
         self._receiver = self._start(self, f"{address[0]}:{address[1]}" if address else "?")
 
     def data_received(self, data: bytes) -> None:
-        self._reading = True
+        batch = self._transports
+        batch.reading = True  # callbacks never nest: no read is handled already
         try:
             self._receiver.data_received(data)
         finally:
-            self._reading = False
-        # Only now, behind the tasks this read started: acks of stores that
-        # complete at once share the write.
-        self._schedule_flush()
+            batch.reading = False
+            for stream in batch.held:
+                stream._flush()
+            batch.held.clear()
 
     def eof_received(self) -> bool:
         # The end of input is input too (b""): a client that half-closes
@@ -133,12 +144,19 @@ class _Stream(asyncio.Protocol):
         self._receiver.connection_lost((str(exc) or repr(exc)) if exc else "connection closed")
 
     def write(self, data: bytes) -> None:
+        batch = self._transports
+        if not batch.reading:
+            # Nothing else will join it: waiting would only cost a loop turn.
+            # (Nothing is held here: a read's writes leave when it is handled.)
+            if not self._transport.is_closing():
+                self._transport.write(data)
+            return
+        if not self._pending:
+            batch.held.append(self)
         self._pending.append(data)
         self._pending_size += len(data)
         if self._pending_size >= _FLUSH_AT:
             self._flush()  # a burst is no sign of a slow peer: hand it to the OS now
-        elif not self._reading:
-            self._schedule_flush()
 
     def buffered(self) -> int:
         return self._pending_size + self._transport.get_write_buffer_size()
@@ -165,13 +183,7 @@ class _Stream(asyncio.Protocol):
         self._pending.clear()
         self._transport.abort()
 
-    def _schedule_flush(self) -> None:
-        if self._pending and not self._flush_due:
-            self._flush_due = True
-            self._loop.call_soon(self._flush)
-
     def _flush(self) -> None:
-        self._flush_due = False
         if self._pending:
             data = b"".join(self._pending)
             self._pending.clear()

@@ -6,8 +6,9 @@ and a :class:`Connector` that opens TCP/TLS transports; the app supplies a
 :class:`ClientHost` (the local store and the app's callbacks). The driver
 carries out every action of the core:
 
-* store work (apply events, mark synced, sync completed, push failed) runs in
-  one ordered queue, so batches are applied and reported in order;
+* store work (apply events, mark synced, sync completed, push failed or
+  rejected) runs in one ordered queue, so batches are applied and reported
+  in order;
 * credentials and sync filters are asked of the host in their own tasks;
 * an exception in a host method is logged and never stops sync: a failed
   apply is reported to the core, which re-fetches the events later.
@@ -36,6 +37,7 @@ from lfws_core.actions import (
     OpenConnection,
     ProtocolErrorReported,
     PushFailed,
+    PushRejected,
     ReconnectScheduled,
     SendBytes,
     ServerErrorReported,
@@ -75,6 +77,14 @@ class ClientHost:
 
     async def push_failed(self, repository: str, event_ids: tuple[str, ...], reason: str) -> None:
         """Record that these local events could not be queued or sent."""
+
+    async def push_rejected(self, repository: str, event_ids: tuple[str, ...], reason: str) -> None:
+        """Record that the server refused these local events for good.
+
+        They are never sent again (no write access, say); set them aside.
+        The default treats them as :meth:`push_failed`.
+        """
+        await self.push_failed(repository, event_ids, reason)
 
     async def credentials_needed(self, reason: str) -> AuthCredentials | None:
         """Return new credentials after a refusal, or ``None`` to wait."""
@@ -178,8 +188,9 @@ class ClientDriver:
 
     def push(self, repository: str, event: SyncEvent) -> PushResult:
         """Push a local event (sent, queued or failed; see the core)."""
-        result = self.connection.session.push(repository, event, self.loop.time())
-        self._run()
+        now = self.loop.time()
+        result = self.connection.session.push(repository, event, now)
+        self._run(now)
         return result
 
     def update_credentials(self, token: str | None, headers: Mapping[str, str]) -> None:
@@ -206,8 +217,9 @@ class ClientDriver:
     # --- the transport's side ------------------------------------------------
 
     def _data_received(self, data: bytes) -> None:
-        self.connection.receive_data(data, self.loop.time())
-        self._run()
+        now = self.loop.time()
+        self.connection.receive_data(data, now)
+        self._run(now)
 
     def _transport_lost(self, reason: str) -> None:
         self._link = None
@@ -217,8 +229,12 @@ class ClientDriver:
 
     # --- carrying out actions ---------------------------------------------------
 
-    def _run(self) -> None:
-        for action in self.connection.drain_actions(self.loop.time()):
+    def _run(self, now: float | None = None) -> None:
+        # ``now``: the time the caller just read, if it did (one clock read
+        # per callback on the hot paths, not two).
+        if now is None:
+            now = self.loop.time()
+        for action in self.connection.drain_actions(now):
             self._execute(action)
         deadline = self.connection.next_deadline()
         if deadline != self._timer_at:
@@ -230,8 +246,9 @@ class ClientDriver:
     def _on_timer(self) -> None:
         self._timer = None
         self._timer_at = None
-        self.connection.handle_timer(self.loop.time())
-        self._run()
+        now = self.loop.time()
+        self.connection.handle_timer(now)
+        self._run(now)
 
     def _execute(self, action: Action) -> None:
         if type(action) is SendBytes:
@@ -248,6 +265,17 @@ class ClientDriver:
         elif isinstance(action, PushFailed):
             self._queue_store_work(
                 lambda: self.host.push_failed(action.repository, action.event_ids, action.reason)
+            )
+        elif isinstance(action, PushRejected):
+            logger.warning(
+                "the server refused %d events of %s for good (%s): %s",
+                len(action.event_ids),
+                action.repository,
+                action.code,
+                action.reason,
+            )
+            self._queue_store_work(
+                lambda: self.host.push_rejected(action.repository, action.event_ids, action.reason)
             )
         elif isinstance(action, OpenConnection):
             self._open(action)

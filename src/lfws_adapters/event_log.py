@@ -18,9 +18,9 @@ here; the embedded backends simply run their synchronous code.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from lfws_core.errors import LfwsError, LocalProtocolError
 from lfws_core.events import SyncEvent
@@ -28,6 +28,8 @@ from lfws_core.testing import MemoryEventLog
 
 __all__ = [
     "EventLog",
+    "ImmediateEventLog",
+    "immediate_store",
     "InMemoryEventLog",
     "IncompatibleSchema",
     "StoreClosed",
@@ -93,6 +95,38 @@ class EventLog(Protocol):
         ...
 
 
+@runtime_checkable
+class ImmediateEventLog(Protocol):
+    """An :class:`EventLog` whose store is synchronous underneath, and says so.
+
+    The server calls :meth:`store_now` directly instead of running
+    :meth:`EventLog.store` in a task: a store that never waits then costs no
+    task and no extra event-loop iteration, and its ``ack`` leaves with the
+    rest of the reply to the read that asked for it.
+    """
+
+    def store_now(self, repository: str, events: Sequence[SyncEvent]) -> StoreResult:
+        """Do what :meth:`EventLog.store` does, without suspending."""
+        ...
+
+
+def immediate_store(log: EventLog) -> Callable[[str, Sequence[SyncEvent]], StoreResult] | None:
+    """Return ``log.store_now`` if the log's ``store`` is just that, else ``None``.
+
+    A subclass that overrides ``store`` (to record or hold calls, say) below
+    the class that defines ``store_now`` keeps its override: the server then
+    awaits ``store``. So does a wrapper that only forwards attributes.
+    """
+    if not isinstance(log, ImmediateEventLog):
+        return None
+    mro = type(log).__mro__
+    store_now_at = next((i for i, cls in enumerate(mro) if "store_now" in vars(cls)), None)
+    store_at = next((i for i, cls in enumerate(mro) if "store" in vars(cls)), None)
+    if store_now_at is None or store_at is None or store_at < store_now_at:
+        return None
+    return log.store_now
+
+
 def check_fetch_limit(limit: int) -> None:
     """Raise :class:`LocalProtocolError` unless ``limit`` is at least 1."""
     if limit < 1:
@@ -119,11 +153,15 @@ class InMemoryEventLog:
         if self._closed:
             raise StoreClosed("the event log is closed")
 
-    async def store(self, repository: str, events: Sequence[SyncEvent]) -> StoreResult:
+    def store_now(self, repository: str, events: Sequence[SyncEvent]) -> StoreResult:
         """Append the new ``events`` to ``repository``; see :meth:`EventLog.store`."""
         self._check_open()
         stored, duplicates = self._log.store(repository, events)
         return StoreResult(stored=tuple(stored), duplicates=tuple(duplicates))
+
+    async def store(self, repository: str, events: Sequence[SyncEvent]) -> StoreResult:
+        """Append the new ``events`` to ``repository``; see :meth:`EventLog.store`."""
+        return self.store_now(repository, events)
 
     async def fetch(self, repository: str, after_sequence: int, limit: int) -> list[SyncEvent]:
         """Return the events after ``after_sequence``; see :meth:`EventLog.fetch`."""

@@ -6,7 +6,8 @@ adapter accepts transports and calls :meth:`SyncHub.connect`, then feeds the
 peer bytes (:meth:`Peer.data_received`) and the end of the transport
 (:meth:`Peer.connection_lost`). Everything else happens here, identically
 for every runtime: the core's actions are carried out, stores and callbacks
-are awaited in background tasks, broadcasts are framed once and the same
+are awaited in background tasks (a store into an embedded log, which never
+waits, runs at once instead), broadcasts are framed once and the same
 bytes written to every connection, and a connection whose send buffer passes
 the limit is closed (1013) so that it resumes from its cursor. Catch-up is
 paced instead: the next page is fetched only once the transport has handed
@@ -57,7 +58,7 @@ from .auth import (
     allow_anyone,
     resolve,
 )
-from .event_log import EventLog, StoreError
+from .event_log import EventLog, StoreError, StoreResult, immediate_store
 from .runtime import Link, Loop, TimerHandle
 
 __all__ = ["Peer", "ServerBase", "ServerOptions", "SyncHub"]
@@ -152,6 +153,12 @@ class SyncHub:
         self._ws_config = self.options.ws_config()
         self._peers: set[Peer] = set()
         self._health = _Health.OK
+        # Stores run at once, without a task, when nothing in them can wait:
+        # an embedded log (synchronous underneath) and no authorizer (which
+        # may be async). The ack then leaves with the reply to the read.
+        self._store_now: Callable[[str, tuple[SyncEvent, ...]], StoreResult] | None = (
+            immediate_store(event_log) if authorizer is None else None
+        )
 
     @property
     def peers(self) -> frozenset[Peer]:
@@ -181,6 +188,10 @@ class SyncHub:
         A batch too big for one message of ``max_message_size`` goes out as
         several, as a catch-up page does.
         """
+        if len(self._peers) <= (origin in self._peers):
+            # Nobody else to send to: skip the encoding and framing (a lone
+            # writer's every push would otherwise pay for a message nobody gets).
+            return
         limit = self.options.max_message_size
         for message in encode_events(repository, events, limit):
             if message.oversized:
@@ -279,8 +290,9 @@ class Peer:
     def data_received(self, data: bytes) -> None:
         """Feed bytes read from the transport."""
         if not self.closed:
-            self.connection.receive_data(data, self.hub.loop.time())
-            self._run()
+            now = self.hub.loop.time()
+            self.connection.receive_data(data, now)
+            self._run(now)
 
     def connection_lost(self, reason: str = "connection lost") -> None:
         """Report the transport closed or failed."""
@@ -327,7 +339,7 @@ class Peer:
     ) -> None:
         now = self.hub.loop.time()
         if self.connection.deliver(repository, events, now, text=text, frame=frame):
-            self._run()
+            self._run(now)
 
     async def _deliver_in_order(self) -> None:
         # An authorizer may be slow; later broadcasts wait behind the one
@@ -353,8 +365,11 @@ class Peer:
             logger.exception("%s: the authorizer failed; access denied", self.name)
             return False
 
-    def _run(self) -> None:
+    def _run(self, now: float | None = None) -> None:
         """Carry out every action the connection has, then re-arm the one timer.
+
+        ``now``: the time the caller just read, if it did (one clock read
+        per callback, not two).
 
         Once the connection is gone, only stores and broadcasts are carried
         out: a push that arrived with the close frame is still stored (the
@@ -362,11 +377,16 @@ class Peer:
         that committed after the client left still owes the others its events.
         """
         loop = self.hub.loop
-        for action in self.connection.drain_actions(loop.time()):
-            if not self.closed or type(action) is StoreEvents:
-                self._execute(action)
-            elif isinstance(action, EventsStored):
-                self.hub.broadcast(self, action.repository, action.events)
+        if now is None:
+            now = loop.time()
+        # Again until none are left: a store carried out at once (see
+        # _store_at_once) leaves its ack and broadcast behind it.
+        while actions := self.connection.drain_actions(now):
+            for action in actions:
+                if not self.closed or type(action) is StoreEvents:
+                    self._execute(action)
+                elif isinstance(action, EventsStored):
+                    self.hub.broadcast(self, action.repository, action.events)
         deadline = None if self.closed else self.connection.next_deadline()
         if deadline != self._timer_at:
             if self._timer is not None:
@@ -378,8 +398,9 @@ class Peer:
         self._timer = None
         self._timer_at = None
         if not self.closed:
-            self.connection.handle_timer(self.hub.loop.time())
-            self._run()
+            now = self.hub.loop.time()
+            self.connection.handle_timer(now)
+            self._run(now)
 
     def _execute(self, action: Action) -> None:
         if type(action) is SendBytes:
@@ -393,6 +414,8 @@ class Peer:
         elif isinstance(action, StoreEvents):
             if self._storing:
                 self._stores.append(action)
+            elif self.hub._store_now is not None:
+                self._store_at_once(action, self.hub._store_now)
             else:
                 self._storing = True
                 self._spawn(self._store_in_order, action)
@@ -434,6 +457,33 @@ class Peer:
             self._run()
 
         self.hub.loop.spawn(run)
+
+    def _store_at_once(
+        self,
+        action: StoreEvents,
+        store_now: Callable[[str, tuple[SyncEvent, ...]], StoreResult],
+    ) -> None:
+        # _store without the task: the answer is queued on the session and
+        # _run's next pass sends it.
+        session = self.connection.session
+        assert session is not None
+        try:
+            result = store_now(action.repository, action.events)
+        except StoreError as error:
+            logger.error("%s: store failed: %s", self.name, error)
+            session.store_failed(action.request_id, "storage unavailable", self.hub.loop.time())
+        except Exception:
+            logger.exception("%s: %s failed", self.name, type(action).__name__)
+            # As _spawn does, but not from inside _run's pass over the actions,
+            # which would write what remains of them after the close frame.
+            loop = self.hub.loop
+            loop.call_at(
+                loop.time(), lambda: self.close(CloseCode.INTERNAL_ERROR, "internal server error")
+            )
+        else:
+            session.events_stored(
+                action.request_id, result.stored, result.duplicates, self.hub.loop.time()
+            )
 
     def _finish(self) -> None:
         if self.closed:
@@ -486,8 +536,10 @@ class Peer:
         session = self.connection.session
         assert session is not None
         if not await self._check(action.principal, action.repository, Access.WRITE):
+            # For good: an lfws client gives these events up instead of
+            # resending them on every connection.
             reason = f"no write access to {action.repository}"
-            session.store_failed(action.request_id, reason, self.hub.loop.time())
+            session.store_failed(action.request_id, reason, self.hub.loop.time(), permanent=True)
             return
         try:
             result = await self.hub.event_log.store(action.repository, action.events)

@@ -151,6 +151,13 @@ class SqliteEventLog:
 
         Returns after ``COMMIT``; see :meth:`lfws_adapters.event_log.EventLog.store`.
         """
+        return self.store_now(repository, events)
+
+    # The synchronous body of store: the hub calls it directly (see
+    # ImmediateEventLog), so an embedded store costs no task.
+
+    def store_now(self, repository: str, events: Sequence[SyncEvent]) -> StoreResult:
+        """Do what :meth:`store` does, synchronously."""
         self._open_connection()
         if not events:
             return StoreResult(stored=(), duplicates=())
