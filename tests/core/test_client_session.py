@@ -1987,3 +1987,9 @@ class ClientMachine(RuleBasedStateMachine):
 
 ClientMachine.TestCase.settings = settings(max_examples=300, stateful_step_count=80, deadline=None)
 test_client_machine = ClientMachine.TestCase
+
+
+def test_a_token_with_a_lone_surrogate_is_refused_at_once() -> None:
+    # Refused when configured, not on every connection when auth is encoded.
+    with pytest.raises(LocalProtocolError, match="lone surrogates"):
+        config(token="bad\ud800")

@@ -328,3 +328,10 @@ def test_accept_without_early_frames_returns_nothing() -> None:
     server = WsServer()
     server.receive_data(upgrade_request())
     assert server.accept() == []
+
+
+def test_non_ascii_response_headers_are_refused_as_misuse() -> None:
+    server = WsServer()
+    server.receive_data(upgrade_request())
+    with pytest.raises(LocalProtocolError, match="ASCII"):
+        server.accept([("X-Greeting", "grüß dich")])
