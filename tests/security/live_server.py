@@ -29,7 +29,7 @@ from lfws_core.actions import ConnectionState
 from lfws_core.client import ClientConfig
 from lfws_core.codec import decode_message, encode_message
 from lfws_core.events import event_to_json
-from lfws_core.messages import Auth, AuthSuccess, Error, Message, Ping, Pong
+from lfws_core.messages import Auth, AuthSuccess, Error, Events, Message, Ping, Pong
 from lfws_core.server import ServerState
 from lfws_core.ws import Closed, Opened, PongReceived, Rejected, TextMessage, WsClient, WsState
 
@@ -365,13 +365,25 @@ class RawPeer:
         """Read until the server has closed the connection (and the transport)."""
         self.read_until(lambda: self.eof)
 
+    def received(self) -> dict[str, str]:
+        """The ids of the events received so far, with their repositories."""
+        return {
+            event.event_id: message.repository
+            for message in self.messages
+            if isinstance(message, Events)
+            for event in message.events
+        }
+
     def errors(self) -> list[str]:
         return [m.message for m in self.messages if isinstance(m, Error)]
 
-    def expect_error(self, message: str) -> None:
-        """Read until an ``error`` arrives; it must say exactly ``message``."""
+    def expect_error(
+        self, message: str, *, event_ids: tuple[str, ...] = (), code: str | None = None
+    ) -> None:
+        """Read until an ``error`` arrives; it must be exactly this one."""
         self.read_until(lambda: bool(self.errors()))
-        assert self.errors() == [message]
+        expected = Error(message=message, event_ids=event_ids, code=code)
+        assert [m for m in self.messages if isinstance(m, Error)] == [expected]
 
     def expect_close(self, code: int, reason: str | None = None) -> None:
         """Read to the end; the server must have closed with ``code`` (and ``reason``)."""

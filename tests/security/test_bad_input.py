@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 
 from lfws_core.close_codes import CloseCode
-from lfws_core.messages import Ack, Events, Pong, SyncComplete
+from lfws_core.messages import Ack, AuthSuccess, Events, Pong, SyncComplete
 
 from .live_server import ADMIN, ORIGIN, USER, LiveServer, RawPeer, Snapshot, http
 
@@ -120,17 +120,37 @@ class Case:
     """How many events each repository gains, by design (none elsewhere)."""
 
 
-def answered(text: str, error: str, *, token: str | None = USER) -> Attack:
-    """``text`` (after auth, unless ``token`` is None) gets exactly ``error``; no close."""
+def answered(
+    text: str,
+    error: str,
+    *,
+    token: str | None = USER,
+    event_ids: tuple[str, ...] = (),
+    code: str | None = None,
+) -> Attack:
+    """``text`` (after auth, unless ``token`` is None) gets exactly this ``error``; no close."""
 
     def attack(live: LiveServer) -> None:
         with RawPeer(live.port) as peer:
             peer.authenticate(token) if token else peer.open()
             peer.send(text)
-            peer.expect_error(error)
+            peer.expect_error(error, event_ids=event_ids, code=code)
             peer.still_open()
 
     return attack
+
+
+def forbidden(repository: str, *, batch: bool = False, token: str = USER) -> Attack:
+    """A push the authorizer refuses: refused for good (``forbidden``), naming the events."""
+    ids = (str(uuid.uuid4()), str(uuid.uuid4())) if batch else (str(uuid.uuid4()),)
+    events = [event(_event_id=event_id) for event_id in ids]
+    if batch:
+        text = wire("push_events_batch", repository=repository, events=events)
+        message = f"Failed to push events batch: no write access to {repository}"
+    else:
+        text = wire("push_event", repository=repository, event=events[0])
+        message = f"Failed to push event: no write access to {repository}"
+    return answered(text, message, token=token, event_ids=ids, code="forbidden")
 
 
 def ignored(text: str, *, token: str | None = USER) -> Attack:
@@ -239,12 +259,7 @@ def no_catch_up_leak(live: LiveServer) -> None:
         peer.authenticate()
         peer.send(wire("request_all_events"))
         peer.read_until(lambda: any(isinstance(m, SyncComplete) for m in peer.messages))
-        received = {
-            e.event_id: m.repository
-            for m in peer.messages
-            if isinstance(m, Events)
-            for e in m.events
-        }
+        received = peer.received()
         assert secret not in received
         assert received[shared] == "shared"
         assert "secret" not in received.values()
@@ -258,15 +273,8 @@ def no_broadcast_leak(live: LiveServer) -> None:
         secret, public = str(uuid.uuid4()), str(uuid.uuid4())
         admin.send(push("secret", _event_id=secret), push("todos", _event_id=public))
         # Broadcasts reach a connection in order: the secret one would come first.
-        user.read_until(
-            lambda: any(
-                e.event_id == public
-                for m in user.messages
-                if isinstance(m, Events)
-                for e in m.events
-            )
-        )
-        assert not any(isinstance(m, Events) and m.repository == "secret" for m in user.messages)
+        user.read_until(lambda: public in user.received())
+        assert "secret" not in user.received().values()
 
 
 def reauth_as_less_privileged(live: LiveServer) -> None:
@@ -274,24 +282,17 @@ def reauth_as_less_privileged(live: LiveServer) -> None:
         peer.authenticate(ADMIN)
         admin.authenticate(ADMIN)
         peer.send(wire("auth", token=USER))
-        peer.read_until(
-            lambda: sum(m.__class__.__name__ == "AuthSuccess" for m in peer.messages) == 2
+        peer.read_until(lambda: sum(isinstance(m, AuthSuccess) for m in peer.messages) == 2)
+        peer.send(push("secret", _event_id="after-downgrade"))
+        peer.expect_error(
+            "Failed to push event: no write access to secret",
+            event_ids=("after-downgrade",),
+            code="forbidden",
         )
-        peer.send(push("secret"))
-        peer.expect_error("Failed to push event: no write access to secret")
         secret, public = str(uuid.uuid4()), str(uuid.uuid4())
         admin.send(push("secret", _event_id=secret), push("todos", _event_id=public))
-        peer.read_until(
-            lambda: any(
-                e.event_id == public
-                for m in peer.messages
-                if isinstance(m, Events)
-                for e in m.events
-            )
-        )
-        assert not any(
-            e.event_id == secret for m in peer.messages if isinstance(m, Events) for e in m.events
-        )
+        peer.read_until(lambda: public in peer.received())
+        assert secret not in peer.received()
 
 
 def replayed_within_a_batch(live: LiveServer) -> None:
@@ -546,9 +547,11 @@ CASES = [
         "json-duplicate-repository-last-wins",
         answered(
             '{"type":"push_event","repository":"todos","repository":"secret","event":'
-            + json.dumps(event())
+            + json.dumps(event(_event_id="dup-key-1"))
             + "}",
             "Failed to push event: no write access to secret",
+            event_ids=("dup-key-1",),
+            code="forbidden",
         ),
     ),
     Case(
@@ -782,21 +785,9 @@ CASES = [
     Case("auth-wrong-bearer-header", refused_credentials(None, authorization="Bearer stolen")),
     Case("auth-refused-reauth", refused_reauth_closes),
     # Repositories the principal may not access.
-    Case(
-        "authz-push-secret",
-        answered(push("secret"), "Failed to push event: no write access to secret"),
-    ),
-    Case(
-        "authz-batch-secret",
-        answered(
-            wire("push_events_batch", repository="secret", events=[event()]),
-            "Failed to push events batch: no write access to secret",
-        ),
-    ),
-    Case(
-        "authz-push-read-only",
-        answered(push("shared"), "Failed to push event: no write access to shared"),
-    ),
+    Case("authz-push-secret", forbidden("secret")),
+    Case("authz-batch-secret", forbidden("secret", batch=True)),
+    Case("authz-push-read-only", forbidden("shared")),
     Case(
         "authz-request-secret",
         answered(
@@ -811,12 +802,7 @@ CASES = [
             "Failed to fetch all events: no read access to secret",
         ),
     ),
-    Case(
-        "authz-failing-authorizer-denies-writes",
-        answered(
-            push("explodes"), "Failed to push event: no write access to explodes", token=ADMIN
-        ),
-    ),
+    Case("authz-failing-authorizer-denies-writes", forbidden("explodes", token=ADMIN)),
     Case(
         "authz-failing-authorizer-denies-reads",
         answered(
