@@ -465,13 +465,10 @@ class Peer:
     ) -> None:
         # _store without the task: the answer is queued on the session and
         # _run's next pass sends it.
-        session = self.connection.session
-        assert session is not None
         try:
-            result = store_now(action.repository, action.events)
+            self._report_store(action, store_now(action.repository, action.events))
         except StoreError as error:
-            logger.error("%s: store failed: %s", self.name, error)
-            session.store_failed(action.request_id, "storage unavailable", self.hub.loop.time())
+            self._report_store(action, error)
         except Exception:
             logger.exception("%s: %s failed", self.name, type(action).__name__)
             # As _spawn does, but not from inside _run's pass over the actions,
@@ -480,9 +477,17 @@ class Peer:
             loop.call_at(
                 loop.time(), lambda: self.close(CloseCode.INTERNAL_ERROR, "internal server error")
             )
+
+    def _report_store(self, action: StoreEvents, outcome: StoreResult | StoreError) -> None:
+        """Answer the session: acked once committed, or a failure the client retries."""
+        session = self.connection.session
+        assert session is not None
+        if isinstance(outcome, StoreError):
+            logger.error("%s: store failed: %s", self.name, outcome)
+            session.store_failed(action.request_id, "storage unavailable", self.hub.loop.time())
         else:
             session.events_stored(
-                action.request_id, result.stored, result.duplicates, self.hub.loop.time()
+                action.request_id, outcome.stored, outcome.duplicates, self.hub.loop.time()
             )
 
     def _finish(self) -> None:
@@ -542,14 +547,11 @@ class Peer:
             session.store_failed(action.request_id, reason, self.hub.loop.time(), permanent=True)
             return
         try:
-            result = await self.hub.event_log.store(action.repository, action.events)
+            self._report_store(
+                action, await self.hub.event_log.store(action.repository, action.events)
+            )
         except StoreError as error:
-            logger.error("%s: store failed: %s", self.name, error)
-            session.store_failed(action.request_id, "storage unavailable", self.hub.loop.time())
-            return
-        session.events_stored(
-            action.request_id, result.stored, result.duplicates, self.hub.loop.time()
-        )
+            self._report_store(action, error)
 
     async def _fetch(self, action: FetchEvents) -> None:
         session = self.connection.session
