@@ -117,3 +117,46 @@ async def test_a_slow_reader_far_behind_is_paced_not_dropped(runtime: Runtime) -
             assert slow.close_code is None
             assert [e.server_sequence for e in slow.events()] == list(range(1, BACKLOG + 1))
             assert authenticated(server, slow.name)
+
+
+FLOW = 10_000
+FLOW_BURST = 500
+
+
+async def test_a_client_that_never_reads_ten_thousand_events_is_dropped_at_the_cap(
+    runtime: Runtime,
+) -> None:
+    # 10,000 events of about 1 KB (10 MB) flow while one client never reads:
+    # its queue grows to the 1 MiB cap, it is closed with 1013 and dropped;
+    # the writer and a reader see every event in order all along, and the
+    # dropped client then catches up from its own cursor with no gap.
+    options = ServerOptions(send_buffer_limit=1024 * 1024, close_timeout=0.2, page_size=256)
+    writer, reader, resumed = RecordingHost("writer"), RecordingHost("reader"), RecordingHost()
+    async with runtime.module.serve(event_log=InMemoryEventLog(), port=0, options=options) as server:
+        stalled = RawClient(server.port, receive_buffer=4096)
+        await anyio.to_thread.run_sync(stalled.authenticate)
+        config = client_config(server.url)
+        async with (
+            runtime.module.connect(config, writer) as w,
+            runtime.module.connect(config, reader) as r,
+        ):
+            await live(w, r)
+            while len(writer.pushed) < FLOW:
+                for _ in range(FLOW_BURST):
+                    writer.edit(w, REPOSITORY, f"doc{len(writer.pushed)}", text="z" * 1000)
+                await eventually(writer.all_synced)
+            await eventually(lambda: reader.knows(writer.pushed))
+            assert [e.server_sequence for e in reader.applied] == list(range(1, FLOW + 1))
+            assert not peer_named(server, stalled.name)
+
+        await anyio.to_thread.run_sync(stalled.read_to_end)
+        assert stalled.close_code == CloseCode.TRY_AGAIN_LATER
+        received = [e.server_sequence for e in stalled.events()]
+        cursor = len(received)
+        assert received == list(range(1, cursor + 1))
+        assert cursor < FLOW // 2  # dropped at the cap, long before the flow ended
+
+        async with runtime.module.connect(config, resumed, cursors={REPOSITORY: cursor}) as c:
+            await live(c)
+            await eventually(lambda: resumed.knows(writer.pushed[cursor:]))
+            assert [e.server_sequence for e in resumed.applied] == list(range(cursor + 1, FLOW + 1))
