@@ -15,6 +15,7 @@ import base64
 import hashlib
 import json
 import sys
+import zlib
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: make the repository importable
@@ -160,6 +161,36 @@ def _close(code: int, reason: bytes = b"", *, masked: bool) -> bytes:
     return frame(0x8, code.to_bytes(2, "big") + reason, masked=masked)
 
 
+def deflate(*messages: bytes, window_bits: int = 12) -> list[bytes]:
+    """permessage-deflate payloads of ``messages``, sharing one context (RFC 7692 7.2.1)."""
+    compressor = zlib.compressobj(6, zlib.DEFLATED, -window_bits)
+    return [(compressor.compress(m) + compressor.flush(zlib.Z_SYNC_FLUSH))[:-4] for m in messages]
+
+
+_RSV1 = 0x40
+_OFFER = "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits"
+_AGREED = (
+    "Sec-WebSocket-Extensions: permessage-deflate; server_max_window_bits=12;"
+    " client_max_window_bits=12"
+)
+
+
+def _compressed(*, masked: bool) -> list[bytes]:
+    """Frame sequences that reach the inflater, for a connection that agreed to compress."""
+    one, two = deflate(CLIENT_MESSAGES[0], CLIENT_MESSAGES[0])
+    long = deflate(b"x" * 3000 + b"y" * 3000)[0]  # inflates past the fuzz limit (4096)
+    return [
+        frame(_RSV1 | 0x1, one, masked=masked) + frame(_RSV1 | 0x1, two, masked=masked),
+        frame(_RSV1 | 0x1, one[:3], fin=False, masked=masked)
+        + frame(0x9, b"", masked=masked)
+        + frame(0x0, one[3:], masked=masked),
+        frame(_RSV1 | 0x1, long, masked=masked),
+        frame(_RSV1 | 0x1, b"\xff\xff\xff", masked=masked),
+        frame(_RSV1 | 0x9, b"", masked=masked),
+        frame(0x1, b"plain", fin=False, masked=masked) + frame(_RSV1 | 0x0, one, masked=masked),
+    ]
+
+
 def _ws_server_seeds() -> list[bytes]:
     texts = b"".join(_text(m, masked=True) for m in CLIENT_MESSAGES[:4])
     return [
@@ -187,6 +218,10 @@ def _ws_server_seeds() -> list[bytes]:
         UPGRADE + frame(0x8, b"\x03"),
         UPGRADE + _text(CLIENT_MESSAGES[0], masked=False),
         UPGRADE + bytes((0xC1, 0x80)) + bytes(4),
+        request(
+            "/sync", "Sec-WebSocket-Extensions: permessage-deflate; mode=x, permessage-deflate"
+        ),
+        *(request("/sync", _OFFER) + frames for frames in _compressed(masked=True)),
     ]
 
 
@@ -210,6 +245,8 @@ def _ws_client_seeds() -> list[bytes]:
         response("200 OK", "Connection: close", body=b"not a websocket"),
         b"HTTP/1.1 101\r\n" + b"X: " + b"y" * 1100 + b"\r\n\r\n",
         b"garbage\r\n\r\n",
+        response("101 Switching Protocols", _AGREED + "; server_no_context_takeover"),
+        *(response("101 Switching Protocols", _AGREED) + f for f in _compressed(masked=False)),
     ]
 
 

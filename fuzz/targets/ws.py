@@ -6,7 +6,8 @@ frames). Checked on every input:
 
 * ``receive_data`` raises nothing;
 * nothing is reported after ``Closed`` or ``Rejected``, and the state agrees;
-* no message is larger than the limit;
+* no message is larger than the limit, inflated ones included (both roles
+  accept permessage-deflate, so compressed frames reach the inflater);
 * the reads do not matter: the input fed whole and fed in pieces gives the
   same events and the same bytes out. Only a failed opening handshake may
   differ in its reason (a head can be refused for its size before it is
@@ -20,6 +21,7 @@ from collections.abc import Callable
 from lfws_core.ws import (
     Closed,
     HttpRequest,
+    PerMessageDeflate,
     Rejected,
     ServerConfig,
     TextMessage,
@@ -45,6 +47,7 @@ SERVER_CONFIG = ServerConfig(
     allow_missing_origin=True,
     max_handshake_size=MAX_HANDSHAKE_SIZE,
     max_message_size=MAX_MESSAGE_SIZE,
+    compression=PerMessageDeflate(),
 )
 
 
@@ -122,6 +125,7 @@ def fuzz_ws_client(data: bytes) -> None:
             target="/sync?v=1",
             max_message_size=MAX_MESSAGE_SIZE,
             max_handshake_size=MAX_HANDSHAKE_SIZE,
+            compression=PerMessageDeflate(),
         )
         return _run(ws, reads, _answer_client)
 

@@ -1,24 +1,54 @@
-"""What the trio and anyio adapters share: a Link's outbox and a timer loop.
+"""What the trio and anyio adapters share: a Link's outbox, a timer loop, the life cycles.
 
 Both runtimes lack ``loop.call_at`` and a synchronous ``transport.write``, and
 both fill the gap the same way: timers run in one task that sleeps until the
-next deadline, and each connection's writes are queued for one writer task.
+next deadline, and each connection's writes are queued, then sent by the task
+that reads the connection (the reply to a read) or by one writer task.
 The runtime hands in its own primitives (event factory, deadline scope,
-``start_soon``), so this module imports neither trio nor anyio.
+``start_soon``), so these classes import neither trio nor anyio.
+
+:func:`serving` and :func:`running_client` are the life cycles of a server
+and a client, written once with anyio (which runs on either backend): what
+``serve`` and ``connect`` do on entering and, above all, on leaving.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Awaitable, Callable, Coroutine, Iterator
-from contextlib import AbstractContextManager, contextmanager
-from typing import Any, Protocol
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator, Mapping
+from contextlib import (
+    AbstractAsyncContextManager,
+    AbstractContextManager,
+    asynccontextmanager,
+    contextmanager,
+)
+from typing import Any, Protocol, TypeVar
+
+import anyio
+
+from lfws_core.client import ClientConfig
+from lfws_core.connection import CLOSE_TIMEOUT
 
 from ._timers import TimerQueue
-from .runtime import TimerHandle
+from .auth import Authenticator, Authorizer
+from .driver import ClientDriver, ClientHost, Connector
+from .event_log import EventLog
+from .hub import ServerOptions, SyncHub
+from .runtime import Loop, TimerHandle
 
-__all__ = ["Event", "Outbox", "TaskLoop", "lone_error_unwrapped"]
+__all__ = [
+    "ClientTransports",
+    "Event",
+    "Listening",
+    "Outbox",
+    "TaskLoop",
+    "lone_error_unwrapped",
+    "running_client",
+    "serving",
+]
+
+_Owner = TypeVar("_Owner")
 
 
 @contextmanager
@@ -47,32 +77,50 @@ class Event(Protocol):
 
 
 class Outbox:
-    """A :class:`~lfws_adapters.runtime.Link` whose bytes one writer task sends.
+    """A :class:`~lfws_adapters.runtime.Link` whose bytes the reader or a writer task sends.
 
-    ``write`` only queues; :meth:`pump` (the writer task) sends the queue in
-    order. ``buffered`` counts the bytes queued behind a send still in
-    progress: those the OS has not taken. Bytes written while the writer is
-    idle go out on its next turn, as asyncio's ``write`` hands them to the
-    kernel at once, so a healthy peer is never mistaken for a slow one.
-    :meth:`drained` waits for the writer to take the queue.
+    ``write`` only queues. What a read produces (the reply, its acks) is sent
+    by the task that read it, once the receiver is done with the read
+    (:meth:`feed`, then :meth:`flush`): no other task is woken for it. Bytes
+    written outside a read (a broadcast from another connection's read, an
+    ack from a store task, a client's push) wake the writer task
+    (:meth:`pump`), which coalesces a burst into one send. One send is in
+    progress at a time; what is written meanwhile waits for it.
+
+    ``buffered`` counts the bytes queued behind a send in progress: those the
+    OS has not taken. Bytes queued while no send is in progress go out on
+    the sender's next turn, as asyncio's ``write`` hands them to the kernel
+    at once, so a healthy peer is never mistaken for a slow one.
+    :meth:`drained` waits for the queue to be taken.
     """
 
-    __slots__ = ("_chunks", "_closing", "_new_event", "_sending", "_size", "_taken", "_wake")
+    __slots__ = (
+        "_chunks",
+        "_closing",
+        "_new_event",
+        "_reading",
+        "_sending",
+        "_size",
+        "_taken",
+        "_wake",
+    )
 
     def __init__(self, new_event: Callable[[], Event]) -> None:
         self._new_event = new_event
         self._wake = new_event()
-        self._taken = new_event()
+        self._taken: Event | None = None  # made by drained(), the rare waiter
         self._chunks: list[bytes] = []
         self._size = 0
         self._sending = False
+        self._reading = False
         self._closing = False
 
     def write(self, data: bytes) -> None:
         if not self._closing:
             self._chunks.append(data)
             self._size += len(data)
-            self._wake.set()
+            if not (self._reading or self._sending):
+                self._wake.set()
 
     def close(self) -> None:
         self._closing = True
@@ -83,31 +131,61 @@ class Outbox:
 
     async def drained(self) -> None:
         while self.buffered():
+            if self._taken is None:
+                self._taken = self._new_event()
             await self._taken.wait()
 
-    def _queue_taken(self) -> None:
-        self._taken.set()
-        self._taken = self._new_event()
+    def feed(self, data_received: Callable[[bytes], None], data: bytes) -> None:
+        """Hand a read to ``data_received``; what it writes waits for :meth:`flush`."""
+        self._reading = True
+        try:
+            data_received(data)
+        finally:
+            self._reading = False
+
+    async def flush(self, send: Callable[[bytes], Awaitable[None]]) -> None:
+        """Send, from the reader, what the last read produced (unless a send is in progress).
+
+        What is written during that send is left to the writer task: the
+        reader goes back to reading.
+        """
+        if self._chunks and not self._sending:
+            await self._send(send)
+            if self._chunks or self._closing:
+                self._wake.set()
 
     async def pump(self, send: Callable[[bytes], Awaitable[None]]) -> None:
         """Send what is written until closed and flushed; ``send`` errors propagate."""
         try:
-            while self._chunks or not self._closing:
-                if not self._chunks:
-                    self._wake = self._new_event()
-                    await self._wake.wait()
+            while True:
+                if self._chunks and not self._sending:
+                    await self._send(send)
                     continue
-                # Coalesce: a broadcast burst becomes one send, not one per frame.
-                data = b"".join(self._chunks)
-                self._chunks.clear()
-                self._size, self._sending = 0, True
-                self._queue_taken()
-                await send(data)
-                self._sending = False
+                if self._closing and not self._sending:
+                    return
+                # Idle, or the reader is sending: it wakes us if it leaves work.
+                self._wake = self._new_event()
+                await self._wake.wait()
         finally:
-            self._closing, self._sending, self._size = True, False, 0
+            self._closing, self._size = True, 0
             self._chunks.clear()
             self._queue_taken()
+
+    async def _send(self, send: Callable[[bytes], Awaitable[None]]) -> None:
+        # Coalesce: a broadcast burst becomes one send, not one per frame.
+        data = b"".join(self._chunks)
+        self._chunks.clear()
+        self._size, self._sending = 0, True
+        self._queue_taken()
+        try:
+            await send(data)
+        finally:
+            self._sending = False
+
+    def _queue_taken(self) -> None:
+        if self._taken is not None:
+            self._taken.set()
+            self._taken = None
 
 
 class TaskLoop:
@@ -161,3 +239,92 @@ class TaskLoop:
                 self._timers.fire_due(self._clock())
             except Exception:
                 self._logger.exception("a timer callback failed")
+
+
+class Listening(Protocol):
+    """A listening transport server, as :func:`serving` needs it."""
+
+    @property
+    def host(self) -> str:
+        """The address listened on."""
+        ...
+
+    @property
+    def port(self) -> int:
+        """The real port, also when 0 was asked for."""
+        ...
+
+    async def drain(self, timeout: float) -> None:
+        """Wait up to ``timeout`` seconds (even when cancelled) for every transport to end."""
+        ...
+
+
+class ClientTransports(Connector, Protocol):
+    """A client's connector that can wait for the transports it opened."""
+
+    async def wait_closed(self, timeout: float) -> None:
+        """Wait up to ``timeout`` seconds for them to end, then cut off what is left."""
+        ...
+
+
+@asynccontextmanager
+async def serving(
+    event_log: EventLog,
+    tasks: AbstractAsyncContextManager[tuple[Loop, object]],
+    serve_peers: Callable[[SyncHub], AbstractAsyncContextManager[Listening]],
+    *,
+    options: ServerOptions | None,
+    authenticator: Authenticator | None,
+    authorizer: Authorizer | None,
+) -> AsyncIterator[tuple[SyncHub, Listening]]:
+    """Run a hub on the loop of ``tasks``, its transports from ``serve_peers``, during the block.
+
+    On exit every client is sent a 1001 close frame and given
+    ``options.shutdown_timeout`` seconds to go; then the listener closes,
+    the tasks are cancelled, and ``event_log`` is closed, also when the
+    block was cancelled.
+    """
+    try:
+        async with tasks as (loop, _):
+            hub = SyncHub(
+                event_log,
+                loop,
+                options=options,
+                authenticator=authenticator,
+                authorizer=authorizer,
+            )
+            async with serve_peers(hub) as listener:
+                try:
+                    yield hub, listener
+                finally:
+                    hub.shutdown()
+                    await listener.drain(hub.options.shutdown_timeout)
+    finally:
+        with anyio.CancelScope(shield=True):
+            await event_log.aclose()
+
+
+@asynccontextmanager
+async def running_client(
+    tasks: AbstractAsyncContextManager[tuple[Loop, _Owner]],
+    transports: Callable[[_Owner], ClientTransports],
+    config: ClientConfig,
+    host: ClientHost | None,
+    cursors: Mapping[str, int] | None,
+) -> AsyncIterator[ClientDriver]:
+    """Run a client driver on the loop of ``tasks`` during the block, started at once.
+
+    ``transports`` makes the connector from what owns the tasks. On exit the
+    client closes: a close frame, up to ``CLOSE_TIMEOUT`` seconds for the
+    server's answer, then whatever still runs is cancelled.
+    """
+    async with tasks as (loop, owner):
+        connector = transports(owner)
+        driver = ClientDriver(config, host or ClientHost(), loop, connector, cursors=cursors)
+        driver.start()
+        try:
+            yield driver
+        finally:
+            driver.close()
+            with anyio.CancelScope(shield=True):
+                await connector.wait_closed(CLOSE_TIMEOUT)

@@ -2,43 +2,50 @@
 
 :func:`serve` and :func:`connect` are the entry points; :func:`serve_peers`
 is the bare transport server :func:`serve` builds on. Every protocol decision
-is made by :mod:`lfws_adapters.hub` and :mod:`lfws_adapters.driver`; this
-module only moves bytes (one reader and one writer task per connection) and
-keeps time (one timer task, see :mod:`lfws_adapters._streams`).
+is made by :mod:`lfws_adapters.hub` and :mod:`lfws_adapters.driver`.
 
-TLS streams skip the TLS closing handshake (anyio's ``standard_compatible=False``):
-the WebSocket close handshake already marks a clean end, and a ``close_notify``
-exchange would need a second reader on a stream the reader task owns.
+anyio brings the structured API, not transports of its own: a connection
+is what the backend's own adapter makes of it, so a read, a write or a
+timer costs what it costs there, without anyio's stream wrappers on every
+call. On asyncio the transports are :mod:`lfws_adapters.asyncio`'s Protocols
+and the timers the event loop's; on trio they are :mod:`lfws_adapters.trio`'s
+streams and timer task. What is anyio's: the life cycle of ``async with``
+(shared with the trio adapter, see :func:`~lfws_adapters._streams.serving`):
+the background tasks (stores, authentication, the client's store work) are
+cancelled and awaited when the block ends, and the closing steps (close
+frames, closing the event log) run shielded from the caller's cancellation.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
-from ssl import SSLContext, create_default_context
+from functools import partial
+from ssl import SSLContext
 
 import anyio
-from anyio.abc import ByteStream, SocketAttribute, TaskGroup
-from anyio.streams.tls import TLSListener
+from anyio.abc import TaskGroup
 
 from lfws_core.actions import OpenConnection
 from lfws_core.client import ClientConfig
-from lfws_core.connection import CLOSE_TIMEOUT
 
-from ._streams import Outbox, TaskLoop, lone_error_unwrapped
+from . import asyncio as asyncio_runtime
+from ._background import current_library
+from ._streams import ClientTransports, TaskLoop, lone_error_unwrapped, running_client, serving
 from .auth import Authenticator, Authorizer
-from .driver import ClientBase, ClientDriver, ClientHost, Receiver
+from .driver import ClientBase, ClientHost, Receiver
 from .event_log import EventLog
-from .hub import ServerBase, ServerOptions, SyncHub
-from .runtime import Link, PeerFactory
+from .hub import ServerBase, ServerOptions
+from .runtime import Link, Loop, PeerFactory
 
 __all__ = ["Client", "Listener", "Server", "connect", "serve", "serve_peers"]
 
 logger = logging.getLogger("lfws.anyio")
 
-_READ_SIZE = 65536
-_FLUSH_TIMEOUT = CLOSE_TIMEOUT  # a closing link to a peer that stopped reading is cut
+
+def _on_asyncio() -> bool:
+    return current_library() == "asyncio"
 
 
 @asynccontextmanager
@@ -52,123 +59,51 @@ async def _tasks() -> AsyncIterator[TaskGroup]:
                 tasks.cancel_scope.cancel()
 
 
-def _new_loop(tasks: TaskGroup) -> TaskLoop:
-    loop = TaskLoop(
-        clock=anyio.current_time,
-        new_event=anyio.Event,
-        move_on_at=lambda deadline: anyio.CancelScope(deadline=deadline),
-        start_soon=tasks.start_soon,
-        logger=logger,
-    )
-    tasks.start_soon(loop.run_timers)
-    return loop
+@asynccontextmanager
+async def _open_loop() -> AsyncIterator[tuple[Loop, TaskGroup | None]]:
+    """Yield the drivers' Loop for the running backend, and the task group behind it.
 
-
-def _describe(error: BaseException) -> str:
-    cause = error.__cause__ or error  # anyio wraps OS and TLS errors in BrokenResourceError
-    return str(cause) or type(cause).__name__
-
-
-async def _read(stream: ByteStream, link: _Link, receiver: Receiver) -> str:
-    """Feed ``receiver`` what ``stream`` reads until it ends; return why it ended."""
-    try:
-        while True:
-            receiver.data_received(await stream.receive(_READ_SIZE))
-    except anyio.EndOfStream:
-        # The end of input is input too: a client that half-closes after an
-        # HTTP request still gets the answer; the receiver closes the link.
-        receiver.data_received(b"")
-        await link.finished.wait()
-        return "connection closed by the peer"
-    except anyio.ClosedResourceError:
-        return "connection closed"
-    except (anyio.BrokenResourceError, OSError) as error:  # ssl.SSLError is an OSError
-        return f"connection lost: {_describe(error)}"
-    except Exception:
-        logger.exception("a connection callback failed")
-        return "internal error"
-
-
-class _Link(Outbox):
-    """A stream as a Link: ``write`` queues and :meth:`send_all`, a task, sends."""
-
-    __slots__ = ("_flushing", "finished")
-
-    def __init__(self) -> None:
-        super().__init__(anyio.Event)
-        self._flushing = anyio.CancelScope()
-        self.finished = anyio.Event()
-        """Set once the writer is done: flushed and closed, or failed."""
-
-    def close(self) -> None:
-        # Flush, but not forever: a peer that stopped reading (say, a slow
-        # consumer being dropped) would hold the connection open.
-        deadline = anyio.current_time() + _FLUSH_TIMEOUT
-        self._flushing.deadline = min(self._flushing.deadline, deadline)
-        super().close()
-
-    async def send_all(self, stream: ByteStream) -> None:
+    On asyncio it is the asyncio adapter's Loop (the event loop's clock,
+    timers and tasks), without a task group: the Protocol callbacks that
+    start tasks run outside any task, where anyio cannot start one. On trio
+    the loop's timer task and every transport's tasks run in the group.
+    Either way, the tasks still running when the block ends are cancelled
+    and awaited.
+    """
+    if _on_asyncio():
+        loop = asyncio_runtime.AsyncioLoop()
         try:
-            with self._flushing:
-                await self.pump(stream.send)
-        except Exception as error:  # the reader ends too once the stream is closed
-            logger.debug("send failed: %s", _describe(error))
+            yield loop, None
         finally:
-            self.finished.set()
-            await stream.aclose()
+            with anyio.CancelScope(shield=True):
+                await loop.aclose()
+    else:
+        async with _tasks() as tasks:
+            task_loop = TaskLoop(
+                clock=anyio.current_time,
+                new_event=anyio.Event,
+                move_on_at=lambda deadline: anyio.CancelScope(deadline=deadline),
+                start_soon=tasks.start_soon,
+                logger=logger,
+            )
+            tasks.start_soon(task_loop.run_timers)
+            yield task_loop, tasks
 
 
-class _Transports:
-    """The open transports of a server or a client, each run by :meth:`_carry`."""
+class Listener:
+    """A listening transport server (see :func:`serve_peers`) on ``host``:``port``."""
 
-    def __init__(self) -> None:
-        self._open = 0
-        self._idle = anyio.Event()
-        self._idle.set()
+    def __init__(self, host: str, port: int, drain: Callable[[float], Awaitable[None]]) -> None:
+        self.host = host
+        """The address listened on."""
+        self.port = port
+        """The real port, also when 0 was asked for."""
+        self._drain = drain
 
     async def drain(self, timeout: float) -> None:
         """Wait up to ``timeout`` seconds for every open transport to end."""
-        with anyio.move_on_after(timeout):
-            await self._idle.wait()
-
-    async def _carry(self, stream: ByteStream, link: _Link, receiver: Receiver) -> None:
-        if not self._open:
-            self._idle = anyio.Event()
-        self._open += 1
-        try:
-            async with anyio.create_task_group() as tasks:
-                tasks.start_soon(link.send_all, stream)
-                reason = "connection closed locally"
-                try:
-                    reason = await _read(stream, link, receiver)
-                finally:
-                    link.close()
-                    receiver.connection_lost(reason)
-        finally:
-            self._open -= 1
-            if not self._open:
-                self._idle.set()
-
-
-class Listener(_Transports):
-    """A listening transport server (see :func:`serve_peers`) on ``host``:``port``."""
-
-    def __init__(self, factory: PeerFactory, host: str, port: int) -> None:
-        super().__init__()
-        self._factory = factory
-        self.host = host
-        self.port = port
-        """The real port, also when 0 was asked for."""
-
-    async def _accept(self, stream: ByteStream) -> None:
-        try:
-            async with stream:
-                address = stream.extra(SocketAttribute.remote_address)
-                link = _Link()
-                peer = self._factory.connect(link, f"{address[0]}:{address[1]}")
-                await self._carry(stream, link, peer)
-        except Exception:
-            logger.exception("serving a connection failed")
+        with anyio.CancelScope(shield=True):
+            await self._drain(timeout)
 
 
 @asynccontextmanager
@@ -183,16 +118,16 @@ async def serve_peers(
 
     Each one becomes ``factory.connect(link, "ip:port")``, then gets every read
     and finally ``connection_lost``. On exit the listener closes and the
-    transports still open are cancelled.
+    transports still open are cut off.
     """
-    tcp = await anyio.create_tcp_listener(local_host=host, local_port=port)
-    accepting: anyio.abc.Listener[ByteStream] = tcp
-    if ssl is not None:
-        accepting = TLSListener(tcp, ssl, standard_compatible=False)
-    listener = Listener(factory, host, tcp.extra(SocketAttribute.local_port))
-    async with accepting, _tasks() as tasks:
-        tasks.start_soon(accepting.serve, listener._accept)
-        yield listener
+    if _on_asyncio():
+        async with asyncio_runtime.serve_peers(factory, host=host, port=port, ssl=ssl) as server:
+            yield Listener(server.host, server.port, server.transports.wait_gone)
+    else:
+        from . import trio as trio_runtime
+
+        async with trio_runtime.serve_peers(factory, host=host, port=port, ssl=ssl) as listener:
+            yield Listener(listener.host, listener.port, listener.drain)
 
 
 class Server(ServerBase):
@@ -214,57 +149,40 @@ async def serve(
 
     On exit every client is sent a 1001 close frame and given
     ``options.shutdown_timeout`` seconds to go; then the listener closes, and
-    ``event_log`` with it. A cancelled block cancels the transports too, so
-    the close frames then go out only on a best-effort basis.
+    ``event_log`` with it.
     """
-    try:
-        async with _tasks() as tasks:
-            hub = SyncHub(
-                event_log,
-                _new_loop(tasks),
-                options=options,
-                authenticator=authenticator,
-                authorizer=authorizer,
-            )
-            async with serve_peers(hub, host=host, port=port, ssl=ssl) as listener:
-                try:
-                    yield Server(hub, listener.host, listener.port, secure=ssl is not None)
-                finally:
-                    hub.shutdown()
-                    await listener.drain(hub.options.shutdown_timeout)
-    finally:
-        with anyio.CancelScope(shield=True):
-            await event_log.aclose()
+    async with serving(
+        event_log,
+        _open_loop(),
+        partial(serve_peers, host=host, port=port, ssl=ssl),
+        options=options,
+        authenticator=authenticator,
+        authorizer=authorizer,
+    ) as (hub, listener):
+        yield Server(hub, listener.host, listener.port, secure=ssl is not None)
 
 
-class _Connector(_Transports):
-    """Opens the client's transports; each runs in a task of the client's loop."""
+class _AsyncioConnector:
+    """The asyncio adapter's connector and the transports it opened."""
 
-    def __init__(self, loop: TaskLoop, ssl: SSLContext | None) -> None:
-        super().__init__()
-        self._loop = loop
-        self._ssl = ssl
+    def __init__(self, ssl: SSLContext | None) -> None:
+        self._open = asyncio_runtime._Transports()
+        self._connector = asyncio_runtime._Connector(ssl, self._open)
 
     async def connect(self, target: OpenConnection, receiver: Receiver) -> Link:
-        stream: ByteStream
-        if target.secure:
-            self._ssl = self._ssl or create_default_context()
-            try:
-                stream = await anyio.connect_tcp(
-                    target.host,
-                    target.port,
-                    tls=True,
-                    ssl_context=self._ssl,
-                    tls_hostname=target.host,
-                    tls_standard_compatible=False,
-                )
-            except (anyio.BrokenResourceError, anyio.EndOfStream) as error:
-                raise OSError(f"TLS handshake failed: {_describe(error)}") from error
-        else:
-            stream = await anyio.connect_tcp(target.host, target.port)
-        link = _Link()
-        self._loop.spawn(lambda: self._carry(stream, link, receiver))
-        return link
+        return await self._connector.connect(target, receiver)
+
+    async def wait_closed(self, timeout: float) -> None:
+        await self._open.wait_gone(timeout)
+        await self._open.abort()
+
+
+def _connector(tasks: TaskGroup | None, ssl: SSLContext | None) -> ClientTransports:
+    if tasks is None:
+        return _AsyncioConnector(ssl)
+    from . import trio as trio_runtime
+
+    return trio_runtime._Connector(tasks.start_soon, ssl)
 
 
 class Client(ClientBase):
@@ -285,14 +203,7 @@ async def connect(
     On exit the client closes: a close frame, a few seconds for the server's
     answer, then whatever still runs is cancelled.
     """
-    async with _tasks() as tasks:
-        loop = _new_loop(tasks)
-        connector = _Connector(loop, ssl)
-        driver = ClientDriver(config, host or ClientHost(), loop, connector, cursors=cursors)
-        client = Client(driver)
-        driver.start()
-        try:
-            yield client
-        finally:
-            driver.close()
-            await connector.drain(CLOSE_TIMEOUT)
+    async with running_client(
+        _open_loop(), partial(_connector, ssl=ssl), config, host, cursors
+    ) as driver:
+        yield Client(driver)

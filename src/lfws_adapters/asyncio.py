@@ -16,9 +16,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+import types
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Generator, Mapping
 from ssl import SSLContext, create_default_context
-from typing import NamedTuple, cast
+from typing import Any, NamedTuple, cast
 
 from lfws_core.actions import OpenConnection
 from lfws_core.client import ClientConfig
@@ -37,6 +38,11 @@ logger = logging.getLogger("lfws.asyncio")
 _FLUSH_AT = 64 * 1024  # the most bytes held back to share one write
 
 
+# Private, but in every asyncio since 3.7: what makes a task the current one.
+_enter_task = getattr(asyncio.tasks, "_enter_task", None)
+_leave_task = getattr(asyncio.tasks, "_leave_task", None)
+
+
 class AsyncioLoop:
     """The drivers' :class:`~lfws_adapters.runtime.Loop` over the running asyncio loop."""
 
@@ -45,6 +51,18 @@ class AsyncioLoop:
         self._tasks: set[asyncio.Task[None]] = set()  # asyncio keeps only weak references
         self.time = loop.time  # bound methods: no extra call on the hot path
         self.call_at = loop.call_at
+        # A task that lends its name to coroutines started at once (see
+        # spawn_eager), parked on this future until one of them suspends.
+        self._worker: asyncio.Task[None] | None = None
+        self._handover: asyncio.Future[tuple[Coroutine[Any, Any, None], object]] | None = None
+        self._closing = False
+        if _enter_task is not None:
+            self._start_worker()  # ready before the first read, so that it starts work at once
+
+    def _start_worker(self) -> None:
+        self._worker = worker = self._loop.create_task(self._work())
+        self._tasks.add(worker)
+        worker.add_done_callback(self._tasks.discard)
 
     def spawn(self, function: Callable[[], Awaitable[None]]) -> None:
         """Run ``function()`` in a task; what it raises is logged."""
@@ -52,8 +70,53 @@ class AsyncioLoop:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def spawn_eager(self, function: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Run ``function()`` at once; only if it suspends does a task go on with it.
+
+        Work that never waits (a host writing to an embedded store) then
+        costs no task and no turn of the loop. The coroutine runs as the
+        current task of a parked worker task, which goes on with it if it
+        suspends, so whatever it asks of its task (``asyncio.timeout``, anyio
+        cancel scopes, sniffio) finds the task that finishes it. Inside a
+        running task, or while the worker is busy, it is :meth:`spawn`.
+        """
+        handover = self._handover
+        if handover is None or _enter_task is None or asyncio.current_task() is not None:
+            if self._worker is None and _enter_task is not None and not self._closing:
+                self._start_worker()
+            self.spawn(function)
+            return
+        worker = self._worker
+        coroutine = function()
+        _enter_task(self._loop, worker)
+        try:
+            yielded = coroutine.send(None)
+        except StopIteration:
+            return
+        except Exception:
+            logger.exception("a background task failed")
+            return
+        finally:
+            _leave_task(self._loop, worker)  # type: ignore[misc]  # set with _enter_task
+        self._handover = None  # busy until the worker is done with this one
+        handover.set_result((coroutine, yielded))
+
+    async def _work(self) -> None:
+        try:
+            while True:
+                self._handover = handover = self._loop.create_future()
+                coroutine, yielded = await handover
+                try:
+                    await _resume(coroutine, yielded)
+                except Exception:
+                    logger.exception("a background task failed")
+        finally:
+            self._handover = None
+            self._worker = None
+
     async def aclose(self) -> None:
         """Cancel the tasks still running (and those they start) and wait for them."""
+        self._closing = True
         while tasks := list(self._tasks):
             for task in tasks:
                 task.cancel()
@@ -65,6 +128,29 @@ async def _logged(function: Callable[[], Awaitable[None]]) -> None:
         await function()
     except Exception:
         logger.exception("a background task failed")
+
+
+@types.coroutine
+def _resume(
+    coroutine: Coroutine[Any, Any, None], yielded: object
+) -> Generator[object, object, None]:
+    """Go on with ``coroutine``, which suspended on ``yielded``, as ``await`` would have."""
+    while True:
+        try:
+            sent = yield yielded
+        except GeneratorExit:
+            coroutine.close()
+            raise
+        except BaseException as exc:  # a cancellation, say: it belongs to the coroutine
+            try:
+                yielded = coroutine.throw(exc)
+            except StopIteration:
+                return
+        else:
+            try:
+                yielded = coroutine.send(sent)
+            except StopIteration:
+                return
 
 
 class _Transports(set["_Stream"]):
@@ -92,6 +178,40 @@ class _Transports(set["_Stream"]):
         await self.wait_gone(1.0)  # connection_lost runs on the next iteration
 
 
+class _Flag:
+    """An ``asyncio.Event`` that costs its waiters' future only once someone waits.
+
+    Every transport has two and almost never waits on them: an ``Event``
+    (with its deque of waiters) is about 1 KB per idle connection.
+    """
+
+    __slots__ = ("_is_set", "_waiter")
+
+    def __init__(self) -> None:
+        self._is_set = False
+        self._waiter: asyncio.Future[None] | None = None
+
+    def is_set(self) -> bool:
+        return self._is_set
+
+    def set(self) -> None:
+        self._is_set = True
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def clear(self) -> None:
+        self._is_set = False
+
+    async def wait(self) -> None:
+        if self._is_set:
+            return
+        if self._waiter is None:
+            self._waiter = asyncio.get_running_loop().create_future()
+        # Shielded: one waiter's cancellation must not cancel the others' future.
+        await asyncio.shield(self._waiter)
+
+
 class _Stream(asyncio.Protocol):
     """One TCP or TLS transport: the drivers' Link, feeding their receiver."""
 
@@ -105,8 +225,8 @@ class _Stream(asyncio.Protocol):
         self._pending: list[bytes] = []
         self._pending_size = 0
         self._abort_timer: asyncio.TimerHandle | None = None
-        self._emptied = asyncio.Event()
-        self.gone = asyncio.Event()
+        self._emptied = _Flag()
+        self.gone = _Flag()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)

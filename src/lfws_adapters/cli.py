@@ -87,6 +87,16 @@ def _endpoint(text: str) -> str:
     return text
 
 
+def _postgres_url(text: str) -> str:
+    # A libpq URL, or a "key=value ..." connection string: anything else is
+    # more likely a file name meant for --db than a database to connect to.
+    if not text.startswith(("postgresql://", "postgres://")) and "=" not in text:
+        raise argparse.ArgumentTypeError(
+            f"expected a postgresql:// URL, got {text!r} (--db takes a SQLite file)"
+        )
+    return text
+
+
 def _token(text: str) -> str:
     if not text:
         raise argparse.ArgumentTypeError("a token must not be empty")
@@ -137,7 +147,10 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser(
         "serve",
         help="run the sync server",
-        description="Run the WebSocket sync server, storing events in a SQLite file.",
+        description=(
+            "Run the WebSocket sync server, storing events in a SQLite file,"
+            " or in PostgreSQL to run several nodes on one database."
+        ),
     )
     serve.set_defaults(handler=_serve)
     add = serve.add_argument
@@ -149,10 +162,23 @@ def _parser() -> argparse.ArgumentParser:
         default=_DEFAULTS.path,
         help="WebSocket endpoint (default: %(default)s)",
     )
-    add(
+    storage = serve.add_mutually_exclusive_group()
+    storage.add_argument(
         "--db",
+        metavar="PATH",
         default="lfws.db",
         help="SQLite event log, created when missing (default: %(default)s)",
+    )
+    storage.add_argument(
+        "--database",
+        metavar="URL",
+        type=_postgres_url,
+        help=(
+            "PostgreSQL event log instead, e.g. postgresql://user:password@host:5432/dbname"
+            " (or set the password in PGPASSWORD); every node serving the same database"
+            " broadcasts what the others store, so several can run behind a load balancer;"
+            " needs the 'postgres' extra"
+        ),
     )
     add(
         "--token",
@@ -168,6 +194,14 @@ def _parser() -> argparse.ArgumentParser:
         action="append",
         metavar="ORIGIN",
         help="accept only handshakes from this Origin (repeatable; default: any origin)",
+    )
+    add(
+        "--compression",
+        action="store_true",
+        help=(
+            "accept permessage-deflate from clients that offer it (default: off);"
+            " compressed messages inflate up to --max-message-size, 1009 beyond"
+        ),
     )
     add("--tls-cert", metavar="FILE", help="PEM certificate chain; serve wss:// (with --tls-key)")
     add("--tls-key", metavar="FILE", help="PEM private key of --tls-cert")
@@ -362,12 +396,27 @@ def _open_event_log(path: str) -> SqliteEventLog:
         raise _CannotServe(str(error)) from None
 
 
+def _open_shared_event_log(url: str) -> tuple[EventLog, str]:
+    """Open the PostgreSQL log; return it and its name without the password."""
+    try:
+        from ._postgres import describe
+        from .postgres_event_log import PostgresEventLog
+    except ImportError as error:
+        raise _CannotServe(f"--database: {error}") from None
+    try:
+        return PostgresEventLog(url), describe(url)
+    except StoreError as error:
+        # libpq's messages run over several lines; the CLI promises one.
+        raise _CannotServe(" ".join(str(error).split())) from None
+
+
 def _options(args: argparse.Namespace) -> ServerOptions:
     origins = args.allowed_origins
     limits: dict[str, Any] = {limit.field: getattr(args, limit.field) for limit in _LIMITS}
     return ServerOptions(
         path=args.path,
         allowed_origins=None if origins is None else frozenset(origins),
+        compression=args.compression,
         **limits,
     )
 
@@ -388,7 +437,11 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         runtime = _load_runtime(args.runtime)
         tls = _tls_context(args.tls_cert, args.tls_key)
-        event_log = _open_event_log(args.db)
+        if args.database is None:
+            event_log: EventLog = _open_event_log(args.db)
+            where = args.db
+        else:
+            event_log, where = _open_shared_event_log(args.database)
     except _CannotServe as error:
         return _fail(str(error))
     if args.tokens:
@@ -396,7 +449,7 @@ def _serve(args: argparse.Namespace) -> int:
     else:
         authenticator = allow_anyone
         logger.warning("no --token: every client is accepted")
-    logger.info("event log %s, %s runtime", event_log.path, args.runtime)
+    logger.info("event log %s, %s runtime", where, args.runtime)
     setup = _Setup(
         host=args.host,
         port=args.port,

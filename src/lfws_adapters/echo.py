@@ -21,6 +21,7 @@ from lfws_core.ws import (
     BinaryMessage,
     Closed,
     HttpRequest,
+    PerMessageDeflate,
     ServerConfig,
     TextMessage,
     UpgradeRequest,
@@ -35,8 +36,11 @@ __all__ = ["ECHO_CONFIG", "EchoHub", "EchoPeer"]
 
 logger = logging.getLogger("lfws.echo")
 
-ECHO_CONFIG = ServerConfig(path="/", accept_binary=True, max_message_size=16 << 20)
-"""The default: upgrades on ``/``, binary accepted, messages up to 16 MiB."""
+ECHO_CONFIG = ServerConfig(
+    path="/", accept_binary=True, max_message_size=16 << 20, compression=PerMessageDeflate()
+)
+"""The default: upgrades on ``/``, binary accepted, messages up to 16 MiB, and
+permessage-deflate accepted (Autobahn cases 12 and 13)."""
 
 _HTTP_ANSWER = b"lfws WebSocket echo endpoint: connect with a WebSocket client\n"
 

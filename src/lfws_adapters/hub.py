@@ -46,9 +46,10 @@ from lfws_core.close_codes import CloseCode
 from lfws_core.connection import CLOSE_TIMEOUT, ServerConnection
 from lfws_core.events import SyncEvent
 from lfws_core.server import ServerConfig, encode_events
+from lfws_core.ws import PerMessageDeflate, encode_server_text_frame
 from lfws_core.ws import ServerConfig as WsServerConfig
-from lfws_core.ws import encode_server_text_frame
 
+from ._relay import Relay
 from .auth import (
     Access,
     AuthenticationRefused,
@@ -60,6 +61,7 @@ from .auth import (
 )
 from .event_log import EventLog, StoreError, StoreResult, immediate_store
 from .runtime import Link, Loop, TimerHandle
+from .shared_event_log import SharedEventLog
 
 __all__ = ["Peer", "ServerBase", "ServerOptions", "SyncHub"]
 
@@ -105,6 +107,13 @@ class ServerOptions:
     """Seconds to wait for a client's answer to a close frame before dropping it."""
     shutdown_timeout: float = 5.0
     """Seconds a graceful shutdown waits for clients to go before cutting them off."""
+    compression: bool = False
+    """Accept permessage-deflate (RFC 7692) from clients that offer it.
+
+    Off by default: it costs CPU and about 40 KB per compressing connection,
+    and broadcasts are then compressed per connection instead of framed
+    once. A compressed message inflates up to ``max_message_size`` (1009 beyond).
+    """
 
     def session_config(self) -> ServerConfig:
         """Return the core session configuration these options imply."""
@@ -124,6 +133,7 @@ class ServerOptions:
             allowed_origins=self.allowed_origins,
             allow_missing_origin=True,
             max_message_size=self.max_message_size,
+            compression=PerMessageDeflate() if self.compression else None,
         )
 
 
@@ -153,12 +163,23 @@ class SyncHub:
         self._ws_config = self.options.ws_config()
         self._peers: set[Peer] = set()
         self._health = _Health.OK
+        # Broadcast frames go straight to each link (Peer._deliver_now) unless
+        # connections may compress: one that negotiated permessage-deflate
+        # compresses its own copy, which its ServerConnection decides.
+        self._frames_shared = not self.options.compression
         # Stores run at once, without a task, when nothing in them can wait:
         # an embedded log (synchronous underneath) and no authorizer (which
         # may be async). The ack then leaves with the reply to the read.
         self._store_now: Callable[[str, tuple[SyncEvent, ...]], StoreResult] | None = (
             immediate_store(event_log) if authorizer is None else None
         )
+        # A log other nodes write to: their events are broadcast here too, and
+        # every broadcast waits for the sequences below it (see _relay).
+        self._relay: Relay | None = None
+        if isinstance(event_log, SharedEventLog):
+            self._relay = Relay(self, event_log, page_size=self.options.page_size)
+            self.authenticator = self._relay.gate(self.authenticator)
+            loop.spawn(self._relay.run)
 
     @property
     def peers(self) -> frozenset[Peer]:
@@ -182,8 +203,17 @@ class SyncHub:
         peer.start()
         return peer
 
-    def broadcast(self, origin: Peer, repository: str, events: tuple[SyncEvent, ...]) -> None:
-        """Send newly stored events to every other connection, framed once.
+    def events_stored(self, origin: Peer, repository: str, events: tuple[SyncEvent, ...]) -> None:
+        """Fan out what ``origin`` stored: at once, or in sequence order on a shared log."""
+        if self._relay is None:
+            self.broadcast(origin, repository, events)
+        else:
+            self._relay.stored(origin, repository, events)
+
+    def broadcast(
+        self, origin: Peer | None, repository: str, events: tuple[SyncEvent, ...]
+    ) -> None:
+        """Send stored events to every connection but ``origin``, framed once.
 
         A batch too big for one message of ``max_message_size`` goes out as
         several, as a catch-up page does.
@@ -272,12 +302,15 @@ class Peer:
         self._timer_at: float | None = None
         self._too_slow = False
         self._close_reason = "connection lost"
-        # Deliveries waiting for an authorizer's answer, kept in order.
-        self._deliveries: deque[tuple[str, tuple[SyncEvent, ...], str, bytes]] = deque()
+        # Deliveries waiting for an authorizer's answer, kept in order; made
+        # on first use (an empty deque costs 760 bytes per idle connection).
+        self._deliveries: deque[tuple[str, tuple[SyncEvent, ...], str, bytes]] | None = None
         self._delivering = False
         self._can_read: dict[str, bool] = {}
-        # Stores waiting for the one in progress, kept in arrival order.
-        self._stores: deque[StoreEvents] = deque()
+        # Stores waiting for the one in progress, kept in arrival order: a
+        # list, not a deque, since it is short and most connections never
+        # queue a store (an empty list costs 56 bytes, a deque 760).
+        self._stores: list[StoreEvents] = []
         self._storing = False
 
     # --- the runtime's side ----------------------------------------------
@@ -320,13 +353,22 @@ class Peer:
     def deliver(
         self, repository: str, events: tuple[SyncEvent, ...], text: str, frame: bytes
     ) -> None:
-        """Send a broadcast, checking read access first when there is an authorizer."""
+        """Send a broadcast: ``events`` encoded as ``text``, framed once for all as ``frame``.
+
+        With an authorizer, read access is checked first (once per
+        repository and authentication), in order with the other broadcasts.
+        """
         if self.closed:
             return
+        if self.hub.authorizer is None:
+            self._deliver_now(repository, events, text, frame)
+            return
         allowed = self._can_read.get(repository)
-        if self.hub.authorizer is None or (allowed and not self._deliveries):
+        if allowed and not self._deliveries:
             self._deliver_now(repository, events, text, frame)
         elif allowed is None or self._deliveries:
+            if self._deliveries is None:
+                self._deliveries = deque()
             self._deliveries.append((repository, events, text, frame))
             if not self._delivering:
                 self._delivering = True
@@ -337,9 +379,29 @@ class Peer:
     def _deliver_now(
         self, repository: str, events: tuple[SyncEvent, ...], text: str, frame: bytes
     ) -> None:
+        if self.hub._frames_shared:
+            # Straight to the link, past the session's action pipeline, which
+            # would only pass the frame through: the session keeps no state
+            # for a broadcast (ServerSession.deliver queues the message,
+            # nothing else). Nothing that must precede it waits: every
+            # callback drains the actions it caused before it returns. (On a
+            # shared log, this connection's own store may release other
+            # nodes' held events before its ack is written: harmless, an ack
+            # moves no cursor.) Who gets one is still the session's call: an
+            # authenticated, open connection.
+            session = self.connection.session
+            if session is not None and session.authenticated:
+                self._write(frame)
+            return
         now = self.hub.loop.time()
         if self.connection.deliver(repository, events, now, text=text, frame=frame):
             self._run(now)
+
+    def _write(self, data: bytes) -> None:
+        self.link.write(data)
+        if not self._too_slow and self.link.buffered() > self.hub.options.send_buffer_limit:
+            self._too_slow = True
+            self.close(CloseCode.TRY_AGAIN_LATER, "client too slow: resume from your cursor")
 
     async def _deliver_in_order(self) -> None:
         # An authorizer may be slow; later broadcasts wait behind the one
@@ -386,7 +448,7 @@ class Peer:
                 if not self.closed or type(action) is StoreEvents:
                     self._execute(action)
                 elif isinstance(action, EventsStored):
-                    self.hub.broadcast(self, action.repository, action.events)
+                    self.hub.events_stored(self, action.repository, action.events)
         deadline = None if self.closed else self.connection.next_deadline()
         if deadline != self._timer_at:
             if self._timer is not None:
@@ -404,10 +466,7 @@ class Peer:
 
     def _execute(self, action: Action) -> None:
         if type(action) is SendBytes:
-            self.link.write(action.data)
-            if not self._too_slow and self.link.buffered() > self.hub.options.send_buffer_limit:
-                self._too_slow = True
-                self.close(CloseCode.TRY_AGAIN_LATER, "client too slow: resume from your cursor")
+            self._write(action.data)
         elif isinstance(action, CloseTransport):
             self.link.close()
             self._finish()
@@ -422,7 +481,7 @@ class Peer:
         elif isinstance(action, FetchEvents):
             self._spawn(self._fetch, action)
         elif isinstance(action, EventsStored):
-            self.hub.broadcast(self, action.repository, action.events)
+            self.hub.events_stored(self, action.repository, action.events)
         elif isinstance(action, Authenticate):
             self._spawn(self._authenticate, action)
         elif isinstance(action, ListRepositories):
@@ -532,7 +591,7 @@ class Peer:
             await self._store(action)
             while self._stores:
                 self._run()  # this store's ack goes out before the next store
-                await self._store(self._stores.popleft())
+                await self._store(self._stores.pop(0))
         finally:
             self._storing = False
             self._stores.clear()

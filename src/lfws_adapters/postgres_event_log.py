@@ -204,6 +204,8 @@ class PostgresEventLog:
             )
             pool.open()
         self._pool: ConnectionPool[_Connection] | None = pool
+        # Per repository: one event per store call in progress, set when it returns.
+        self._storing: dict[str, set[anyio.Event]] = {}
 
     @classmethod
     async def open(
@@ -323,7 +325,27 @@ class PostgresEventLog:
             return StoreResult(stored=(), duplicates=())
         # Encoded before the transaction: the repository lock is held for SQL only.
         encoded = [(format_timestamp(event.created_at), encode_payload(event)) for event in events]
-        return await self._run(partial(self._store, repository, events, encoded))
+        returned = anyio.Event()
+        storing = self._storing.setdefault(repository, set())
+        storing.add(returned)
+        try:
+            return await self._run(partial(self._store, repository, events, encoded))
+        finally:
+            storing.discard(returned)
+            if not storing:
+                del self._storing[repository]
+            returned.set()
+
+    async def stores_returned(self, repository: str) -> None:
+        """Return once every :meth:`store` into ``repository`` started before this call returned.
+
+        The server's relay waits for this before fetching what the change
+        feed announced: an event this node stored then reaches the relay
+        from the store's caller, which knows the connection that stored it
+        (and skips it in the broadcast), instead of from a fetch.
+        """
+        for returned in list(self._storing.get(repository, ())):
+            await returned.wait()
 
     def _store(
         self,
@@ -332,16 +354,26 @@ class PostgresEventLog:
         encoded: list[tuple[str, str]],
         connection: _Connection,
     ) -> StoreResult:
-        with connection.transaction():
-            last = self._lock_counter(connection, repository)
+        ids = list({e.event_id for e in events})
+        # Pipelined: BEGIN, the lock and the lookup go in one round trip, the
+        # writes and COMMIT in another, so the lock is held for two round trips.
+        with connection.pipeline(), connection.transaction():
+            locked = connection.execute(_LOCK_COUNTER, (repository,))
             # A statement of its own, after the lock: its snapshot then holds
             # every event the previous writers of the repository committed.
-            existing = {
-                event_id
-                for (event_id,) in connection.execute(
-                    _FIND_EXISTING, (repository, list({e.event_id for e in events}))
-                )
-            }
+            found = connection.execute(_FIND_EXISTING, (repository, ids))
+            row = locked.fetchone()
+            if row is None:
+                # The first store of the repository: nothing was locked, so the
+                # lookup proves nothing. A concurrent first store waits on this
+                # insert, then finds the committed row and locks it.
+                connection.execute(_CREATE_COUNTER, (repository,))
+                locked = connection.execute(_LOCK_COUNTER, (repository,))
+                found = connection.execute(_FIND_EXISTING, (repository, ids))
+                row = locked.fetchone()
+            assert row is not None  # the row exists now and rows are never deleted
+            last = int(row[0])
+            existing = {event_id for (event_id,) in found.fetchall()}
             stored: list[SyncEvent] = []
             duplicates: list[str] = []
             rows: list[tuple[int, str, str, str]] = []
@@ -354,22 +386,11 @@ class PostgresEventLog:
                 stored.append(event.with_sequence(last))
                 rows.append((last, event.event_id, created_at, payload))
             if rows:
-                sequences, ids, created, payloads = map(list, zip(*rows, strict=True))
-                connection.execute(_INSERT, (repository, sequences, ids, created, payloads))
+                sequences, new_ids, created, payloads = map(list, zip(*rows, strict=True))
+                connection.execute(_INSERT, (repository, sequences, new_ids, created, payloads))
                 connection.execute(_ADVANCE, (last, repository))
                 connection.execute(_NOTIFY, (self._channel, encode_pointer(repository, last)))
         return StoreResult(stored=tuple(stored), duplicates=tuple(duplicates))
-
-    @staticmethod
-    def _lock_counter(connection: _Connection, repository: str) -> int:
-        row = connection.execute(_LOCK_COUNTER, (repository,)).fetchone()
-        if row is None:
-            # The first store of a repository: a concurrent first store waits
-            # on this insert, then finds the committed row and locks it.
-            connection.execute(_CREATE_COUNTER, (repository,))
-            row = connection.execute(_LOCK_COUNTER, (repository,)).fetchone()
-        assert row is not None  # the row exists now and rows are never deleted
-        return int(row[0])
 
     async def fetch(self, repository: str, after_sequence: int, limit: int) -> list[SyncEvent]:
         """Return at most ``limit`` events with a sequence above ``after_sequence``, ascending."""

@@ -4,28 +4,32 @@
 and :class:`~lfws_adapters.driver.ClientDriver`; this module only supplies
 trio's clock, timers and tasks (a :class:`~lfws_adapters._streams.TaskLoop`)
 and a :class:`~lfws_adapters.runtime.Link` per TCP or TLS stream: a reader
-task feeding the peer 64 KiB at a time and a writer task sending the queue.
+task feeding the peer 64 KiB at a time, which also sends what each read
+produced, and a writer task sending what is written between reads
+(broadcasts, acks of store tasks, a client's pushes). The life cycle of
+``async with`` is shared with the anyio adapter
+(:func:`~lfws_adapters._streams.serving`, :func:`~lfws_adapters._streams.running_client`).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from contextlib import asynccontextmanager
 from functools import partial
 from ssl import SSLContext, create_default_context
+from typing import Any
 
 import trio
 
 from lfws_core.actions import OpenConnection
 from lfws_core.client import ClientConfig
-from lfws_core.connection import CLOSE_TIMEOUT
 
-from ._streams import Outbox, TaskLoop, lone_error_unwrapped
+from ._streams import Outbox, TaskLoop, lone_error_unwrapped, running_client, serving
 from .auth import Authenticator, Authorizer
-from .driver import ClientBase, ClientDriver, ClientHost, Receiver
+from .driver import ClientBase, ClientHost, Receiver
 from .event_log import EventLog
-from .hub import ServerBase, ServerOptions, SyncHub
+from .hub import ServerBase, ServerOptions
 from .runtime import Link, PeerFactory
 
 __all__ = ["Client", "Listener", "Server", "connect", "serve", "serve_peers"]
@@ -57,16 +61,19 @@ async def _service_nursery() -> AsyncIterator[trio.Nursery]:
                 nursery.cancel_scope.cancel()
 
 
-def _new_loop(nursery: trio.Nursery) -> TaskLoop:
-    loop = TaskLoop(
-        clock=trio.current_time,
-        new_event=trio.Event,
-        move_on_at=trio.move_on_at,
-        start_soon=nursery.start_soon,
-        logger=logger,
-    )
-    nursery.start_soon(loop.run_timers)
-    return loop
+@asynccontextmanager
+async def _open_loop() -> AsyncIterator[tuple[TaskLoop, trio.Nursery]]:
+    """Yield trio's Loop, its timer task and every task it starts in a service nursery."""
+    async with _service_nursery() as nursery:
+        loop = TaskLoop(
+            clock=trio.current_time,
+            new_event=trio.Event,
+            move_on_at=trio.move_on_at,
+            start_soon=nursery.start_soon,
+            logger=logger,
+        )
+        nursery.start_soon(loop.run_timers)
+        yield loop, nursery
 
 
 def _lost(error: trio.BrokenResourceError) -> str:
@@ -74,7 +81,7 @@ def _lost(error: trio.BrokenResourceError) -> str:
 
 
 class _StreamLink(Outbox):
-    """A trio stream as a Link: ``write`` queues, one task sends, one reads."""
+    """A trio stream as a Link: the reader sends each read's reply, a writer task the rest."""
 
     __slots__ = ("_flushing", "_stream", "error", "finished")
 
@@ -84,6 +91,7 @@ class _StreamLink(Outbox):
         self._flushing = trio.CancelScope()
         self.error: str | None = None
         self.finished = trio.Event()
+        """Set once the transport ended and the receiver heard of it."""
 
     def close(self) -> None:
         # Flush, but not forever: a peer that stopped reading gets cut off.
@@ -99,13 +107,14 @@ class _StreamLink(Outbox):
         except trio.BrokenResourceError as error:
             self.error = _lost(error)
         finally:
-            self.finished.set()
             await trio.aclose_forcefully(self._stream)
 
-    async def _receive_all(self, receiver: Receiver) -> str:
+    async def _receive_all(self, receiver: Receiver) -> str | None:
+        """Feed reads to ``receiver``; return why the stream failed, or None at its end."""
         try:
             while data := await self._stream.receive_some(_READ_SIZE):
-                receiver.data_received(bytes(data))
+                self.feed(receiver.data_received, bytes(data))
+                await self.flush(self._stream.send_all)
         except trio.ClosedResourceError:  # by the writer, done or failed
             return self.error or "connection closed"
         except trio.BrokenResourceError as error:
@@ -113,22 +122,30 @@ class _StreamLink(Outbox):
         # The end of input is input too: a client that half-closes after an
         # HTTP request still gets the answer; the receiver closes the link.
         receiver.data_received(b"")
-        await self.finished.wait()
-        return "connection closed by the peer"
+        return None
 
     async def run(self, receiver: Callable[[], Receiver]) -> None:
         """Feed ``receiver()`` and send the queue until the stream ends."""
+        peer: Receiver | None = None
+        reason: str | None = "connection cancelled"
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._send_all)
-                peer, reason = receiver(), "connection cancelled"
+                peer = receiver()
                 try:
                     reason = await self._receive_all(peer)
                 finally:
-                    peer.connection_lost(reason)
-                    self.close()
+                    if reason is not None:  # a failure is reported at once
+                        peer.connection_lost(reason)
+                        self.close()
         except Exception:  # a bug must not take the other connections down
             logger.exception("a connection task failed")
+        finally:
+            if peer is not None and reason is None:
+                # The end of input: reported once the receiver closed the
+                # link and the writer sent what it wrote, so nothing follows.
+                peer.connection_lost("connection closed by the peer")
+            self.finished.set()
 
 
 class Listener:
@@ -201,33 +218,34 @@ async def serve(
     ssl: SSLContext | None = None,
 ) -> AsyncIterator[Server]:
     """Run a sync server; on exit close every client with 1001, wait, then close the log."""
-    try:
-        async with _service_nursery() as tasks:
-            hub = SyncHub(
-                event_log,
-                _new_loop(tasks),
-                options=options,
-                authenticator=authenticator,
-                authorizer=authorizer,
-            )
-            async with serve_peers(hub, host=host, port=port, ssl=ssl) as listener:
-                try:
-                    yield Server(hub, listener.host, listener.port, secure=ssl is not None)
-                finally:
-                    hub.shutdown()
-                    await listener.drain(hub.options.shutdown_timeout)
-    finally:
-        with trio.CancelScope(shield=True):
-            await event_log.aclose()
+    async with serving(
+        event_log,
+        _open_loop(),
+        partial(serve_peers, host=host, port=port, ssl=ssl),
+        options=options,
+        authenticator=authenticator,
+        authorizer=authorizer,
+    ) as (hub, listener):
+        yield Server(hub, listener.host, listener.port, secure=ssl is not None)
 
 
 class _Connector:
-    """Opens the client's TCP/TLS streams; each runs in the client's nursery."""
+    """Opens the client's TCP/TLS streams; ``start_soon`` runs each in the client's tasks."""
 
-    def __init__(self, nursery: trio.Nursery, ssl: SSLContext | None) -> None:
-        self._nursery = nursery
+    def __init__(
+        self,
+        start_soon: Callable[[Callable[[], Coroutine[Any, Any, None]]], object],
+        ssl: SSLContext | None,
+    ) -> None:
+        self._start_soon = start_soon
         self._ssl = ssl
         self.link: _StreamLink | None = None
+
+    async def wait_closed(self, timeout: float) -> None:
+        """Wait up to ``timeout`` seconds (even when cancelled) for the last stream to end."""
+        with trio.move_on_after(timeout, shield=True):
+            if self.link is not None:
+                await self.link.finished.wait()
 
     async def connect(self, target: OpenConnection, receiver: Receiver) -> Link:
         stream: trio.abc.Stream = await trio.open_tcp_stream(target.host, target.port)
@@ -242,7 +260,7 @@ class _Connector:
                     raise OSError(_lost(error)) from error
                 raise
         link = self.link = _StreamLink(stream)
-        self._nursery.start_soon(link.run, lambda: receiver)
+        self._start_soon(partial(link.run, lambda: receiver))
         return link
 
 
@@ -259,16 +277,7 @@ async def connect(
     cursors: Mapping[str, int] | None = None,
 ) -> AsyncIterator[Client]:
     """Run a sync client; on exit close it (close handshake, then the transport)."""
-    async with _service_nursery() as tasks:
-        connector = _Connector(tasks, ssl)
-        driver = ClientDriver(
-            config, host or ClientHost(), _new_loop(tasks), connector, cursors=cursors
-        )
-        driver.start()
-        try:
-            yield Client(driver)
-        finally:
-            driver.close()
-            with trio.move_on_after(CLOSE_TIMEOUT, shield=True):
-                if connector.link is not None:
-                    await connector.link.finished.wait()
+    async with running_client(
+        _open_loop(), lambda nursery: _Connector(nursery.start_soon, ssl), config, host, cursors
+    ) as driver:
+        yield Client(driver)

@@ -63,6 +63,14 @@ class JsonBackend:
     name: str
     loads: Callable[[str | bytes], object]
     dumps: Callable[[object], str]
+    parse: Callable[[str | bytes], object] | None = None
+    """The fast parser alone, or ``None``: for a caller that enforces the limits itself.
+
+    It may raise ``ValueError`` or ``RecursionError`` for what ``loads``
+    refuses, and returns what ``loads`` does for what it accepts, except
+    that the depth and integer limits are not checked and a float may stand
+    for an integer too large for 64 bits. See :func:`within_limits`.
+    """
 
 
 # --- parsing -----------------------------------------------------------------
@@ -111,6 +119,19 @@ def _scan(container: dict[str, Any] | list[Any], depth: int) -> bool:
 
 def _needs_reference_parse(value: object) -> bool:
     return _scan([value], 0)
+
+
+def within_limits(container: dict[str, Any] | list[Any], depth: int) -> bool:
+    """Whether what ``parse`` returned below ``container`` is sure to pass ``loads``.
+
+    ``depth`` counts ``container`` itself (the top-level value is at depth 1).
+    False when a limit is broken or a float is in doubt: only ``loads`` can
+    then say whether the text is valid, and why not.
+    """
+    try:
+        return not _scan(container, depth)
+    except InvalidMessage:
+        return False
 
 
 def _reject_constant(name: str) -> _Refused:
@@ -261,7 +282,9 @@ def _stdlib_dumps(value: object) -> str:
     return text
 
 
-STDLIB_JSON = JsonBackend(name="json", loads=_strict(_stdlib_parse), dumps=_stdlib_dumps)
+STDLIB_JSON = JsonBackend(
+    name="json", loads=_strict(_stdlib_parse), dumps=_stdlib_dumps, parse=_stdlib_parse
+)
 """The backend on the standard library's :mod:`json`; always available."""
 
 
@@ -277,7 +300,7 @@ def _orjson_backend() -> JsonBackend | None:
         except TypeError as exc:  # orjson.JSONEncodeError
             raise LocalProtocolError(f"cannot encode as JSON: {exc}") from None
 
-    return JsonBackend(name="orjson", loads=_strict(orjson.loads), dumps=dumps)
+    return JsonBackend(name="orjson", loads=_strict(orjson.loads), dumps=dumps, parse=orjson.loads)
 
 
 ORJSON = _orjson_backend()

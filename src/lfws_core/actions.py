@@ -129,6 +129,10 @@ class ConnectionState(enum.Enum):
     CLOSED = "closed"
     """Closed for good by ``close()``."""
 
+    # Members are singletons: hashing by identity is right, and runs in C
+    # (Enum's own __hash__ hashes the name in Python) on every message.
+    __hash__ = object.__hash__
+
     @property
     def connected(self) -> bool:
         """The Dart boolean: authenticated, so events flow both ways."""

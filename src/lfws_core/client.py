@@ -159,6 +159,10 @@ class ClientInput(enum.Enum):
     CLOSE = "close"
     """``close()``."""
 
+    # Members are singletons: hashing by identity is right, and runs in C
+    # (Enum's own __hash__ hashes the name in Python) on every message.
+    __hash__ = object.__hash__
+
 
 def _build_transitions() -> Mapping[tuple[ConnectionState, ClientInput], ConnectionState]:
     s, i = ConnectionState, ClientInput
@@ -296,6 +300,12 @@ class ClientConfig:
     """Consecutive refusals after which ``CredentialsNeeded`` is no longer emitted."""
     custom_sync_filter: bool = False
     """Ask the app for catch-up filters (``SyncFiltersNeeded``) on every connection."""
+    compression: bool = False
+    """Offer permessage-deflate (RFC 7692); used when the server accepts it.
+
+    Compressed messages from the server inflate up to the connection's
+    message size limit (1009 beyond).
+    """
 
     def __post_init__(self) -> None:
         parse_ws_url(self.url)
@@ -328,6 +338,8 @@ class ClientConfig:
                 raise LocalProtocolError(f"{name} must be an int >= 1, not {value!r}")
         if not isinstance(self.overflow_policy, OverflowPolicy):
             raise LocalProtocolError("overflow_policy must be an OverflowPolicy")
+        if not isinstance(self.compression, bool):
+            raise LocalProtocolError(f"compression must be a bool, not {self.compression!r}")
 
 
 def _check_token(token: object) -> None:
@@ -485,6 +497,9 @@ class ClientSession:
         self._state = ConnectionState.IDLE
         self._reason = ""
         self._actions: list[ClientAction] = []
+        # The MarkSynced last emitted (its index in the actions) and the ids it
+        # marks: the acks that follow it join it until the actions are drained.
+        self._marking: tuple[int, dict[str, list[str]]] | None = None
         self._timers: dict[_Timer, float] = {}
         self._reconnect_attempt = 0
         self._auth_failures = 0
@@ -562,6 +577,8 @@ class ClientSession:
 
     def drain_actions(self) -> list[ClientAction]:
         """Return the actions emitted since the last call, in order, and forget them."""
+        if self._marking is not None:
+            self._write_marking()
         actions, self._actions = self._actions, []
         return actions
 
@@ -1022,13 +1039,27 @@ class ClientSession:
         self._emit(ApplyEvents(batch_id=batch.batch_id, repository=repository, events=events))
 
     def _on_ack(self, ack: Ack) -> None:
-        synced: dict[str, list[str]] = {}
+        # One MarkSynced for acks in a row (those of one read): join the last one.
+        marking = self._marking
+        joining = marking is not None and marking[0] == len(self._actions) - 1
+        synced: dict[str, list[str]] = marking[1] if marking is not None and joining else {}
         for event_id in chain(ack.event_ids, *ack.repositories.values()):
             pending = self._in_flight.pop(event_id, None) or self._queued.pop(event_id, None)
             if pending is not None:  # unknown or already acknowledged: nothing to do
                 synced.setdefault(pending.repository, []).append(event_id)
-        if synced:
-            self._emit(MarkSynced(repositories={r: tuple(ids) for r, ids in synced.items()}))
+        if synced and not joining:
+            self._write_marking()
+            self._marking = (len(self._actions), synced)
+            self._emit(MarkSynced(repositories={}))  # a placeholder, see _write_marking
+
+    def _write_marking(self) -> None:
+        """Put the ids of the open MarkSynced in it: no ack can join it any more."""
+        if self._marking is not None:
+            index, synced = self._marking
+            self._marking = None
+            self._actions[index] = MarkSynced(
+                repositories={repository: tuple(ids) for repository, ids in synced.items()}
+            )
 
     def _on_sync_complete(self, now: float) -> None:
         # The reference server answers a bare request_all_events with one

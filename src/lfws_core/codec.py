@@ -30,12 +30,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, TypeAlias, TypeVar
+from typing import Any, Generic, TypeAlias, TypeGuard, TypeVar
 
-from ._json import DEFAULT_BACKEND, MAX_DEPTH, ORJSON, STDLIB_JSON, JsonBackend
+from ._json import _MAX_INT, DEFAULT_BACKEND, MAX_DEPTH, ORJSON, STDLIB_JSON, JsonBackend
+from ._json import within_limits as _within_limits
 from ._names import name_fault
 from .errors import InvalidMessage, LocalProtocolError
-from .events import JsonValue, SyncEvent, event_from_json, event_to_json
+from .events import JsonValue, SyncEvent, event_from_json, event_wire_object
 from .messages import (
     Ack,
     Auth,
@@ -225,6 +226,82 @@ _DECODERS: dict[str, Callable[[_Object], Message]] = {
 }
 
 
+# --- the fast path: one pass for the messages of the hot paths ------------------
+#
+# Each returns the message the checked path below would return for ``obj``,
+# or None whenever that path might do anything else (refuse it, or parse the
+# text again by the book): then the checked path runs and decides. Every
+# part of ``obj`` is either checked by its field's decoder (strings, ids,
+# small integers) or walked for the depth and integer limits.
+
+
+def _plain_name(value: JsonValue) -> TypeGuard[str]:
+    return type(value) is str and value != "" and name_fault(value) is None
+
+
+def _plain_event(obj: JsonValue, depth: int) -> SyncEvent | None:
+    """Return the event of ``obj`` (a container at ``depth``) if valid and within the limits."""
+    try:
+        event = event_from_json(obj)
+    except InvalidMessage:
+        return None
+    data = event.data
+    sequence = event.server_sequence
+    if (
+        (sequence is not None and sequence > _MAX_INT)
+        or (data and not _within_limits(data, depth + 1))  # type: ignore[arg-type]  # a dict
+        or (event.extra and not _within_limits(event.extra, depth))  # type: ignore[arg-type]
+    ):
+        return None
+    return event
+
+
+def _plain_push_event(obj: _Object) -> Message | None:
+    repository = obj.get("repository")
+    if len(obj) != 3 or not _plain_name(repository):
+        return None
+    event = _plain_event(obj.get("event"), 2)
+    return None if event is None else PushEvent(repository=repository, event=event)
+
+
+def _plain_events(obj: _Object) -> Message | None:
+    """``events`` and ``push_events_batch``: a repository and a list of events."""
+    repository = obj.get("repository")
+    items = obj.get("events")
+    if len(obj) != 3 or not _plain_name(repository) or type(items) is not list:
+        return None
+    events = []
+    for item in items:
+        event = _plain_event(item, 3)
+        if event is None:
+            return None
+        events.append(event)
+    if obj["type"] == "events":
+        return Events(repository=repository, events=tuple(events))
+    return PushEventsBatch(repository=repository, events=tuple(events))
+
+
+def _plain_ack(obj: _Object) -> Message | None:
+    # Every field of an ack is a string, a list of strings or an object of
+    # those: a decoded one is within the limits.
+    if not obj.keys() <= _ACK_FIELDS:
+        return None
+    try:
+        return _decode_ack(obj)
+    except InvalidMessage:
+        return None
+
+
+_ACK_FIELDS = frozenset({"type", "eventIds", "repositories"})
+
+_PLAIN_DECODERS: dict[str, Callable[[_Object], Message | None]] = {
+    "push_event": _plain_push_event,
+    "push_events_batch": _plain_events,
+    "events": _plain_events,
+    "ack": _plain_ack,
+}
+
+
 def decode_message(data: str | bytes, *, backend: JsonBackend | None = None) -> Message:
     """Decode one text frame (``str``, or UTF-8 ``bytes``) into a message.
 
@@ -232,7 +309,28 @@ def decode_message(data: str | bytes, *, backend: JsonBackend | None = None) -> 
     ``data`` is not one valid protocol message; ``reason`` says why.
     ``backend`` defaults to :data:`DEFAULT_BACKEND`.
     """
-    obj = (DEFAULT_BACKEND if backend is None else backend).loads(data)
+    if backend is None:
+        backend = DEFAULT_BACKEND
+    parse = backend.parse
+    if parse is not None:
+        # One parse and one pass for the usual messages; the checked path
+        # (a second parse) only for the rest and for whatever is in doubt.
+        try:
+            obj = parse(data)
+        except (ValueError, RecursionError):
+            pass
+        else:
+            if type(obj) is dict:
+                kind = obj.get("type")
+                plain = _PLAIN_DECODERS.get(kind) if type(kind) is str else None
+                message = None if plain is None else plain(obj)
+                if message is not None:
+                    return message
+    return _decode_checked(data, backend)
+
+
+def _decode_checked(data: str | bytes, backend: JsonBackend) -> Message:
+    obj = backend.loads(data)
     if type(obj) is not dict:
         raise InvalidMessage("a message must be a JSON object")
     kind = obj.get("type")
@@ -268,7 +366,7 @@ def _encode_push_event(message: PushEvent) -> _Object:
     return {
         "type": "push_event",
         "repository": message.repository,
-        "event": event_to_json(message.event),
+        "event": event_wire_object(message.event),
     }
 
 
@@ -276,7 +374,7 @@ def _encode_push_events_batch(message: PushEventsBatch) -> _Object:
     return {
         "type": "push_events_batch",
         "repository": message.repository,
-        "events": [event_to_json(event) for event in message.events],
+        "events": [event_wire_object(event) for event in message.events],
     }
 
 
@@ -309,7 +407,7 @@ def _encode_events(message: Events) -> _Object:
     return {
         "type": "events",
         "repository": message.repository,
-        "events": [event_to_json(event) for event in message.events],
+        "events": [event_wire_object(event) for event in message.events],
     }
 
 

@@ -37,6 +37,7 @@ from .ws import (
     Closed,
     HttpRequest,
     Opened,
+    PerMessageDeflate,
     Rejected,
     TextMessage,
     UpgradeRequest,
@@ -124,6 +125,7 @@ class ClientConnection:
         """The message-level session; commands go to it directly."""
         self._random_bytes = random_bytes
         self._max_message_size = max_message_size
+        self._compression = PerMessageDeflate() if config.compression else None
         self._close_timeout = close_timeout
         self._target: OpenConnection | None = None
         self._ws: WsClient | None = None
@@ -149,6 +151,7 @@ class ClientConnection:
             target=target.resource,
             headers=target.headers,
             max_message_size=self._max_message_size,
+            compression=self._compression,
         )
         self._attached = True
         self._close_deadline = None
@@ -398,7 +401,8 @@ class ServerConnection:
         if type(action) is SendMessage:
             frame = self._frames.pop(id(action.text), None)
             if ws is not None and ws.state is WsState.OPEN:
-                if frame is None:
+                # A compressed connection cannot use the frame shared by all.
+                if frame is None or ws.compression is not None:
                     ws.send_text(action.text)
                     self._out.write(ws.data_to_send())
                 else:

@@ -82,15 +82,62 @@ class SyncEvent:
 
     def with_sequence(self, server_sequence: int) -> SyncEvent:
         """Return a copy of this event carrying ``server_sequence``."""
-        return SyncEvent(
-            event_id=self.event_id,
-            operation=self.operation,
-            data_id=self.data_id,
-            created_at=self.created_at,
-            data=self.data,
-            server_sequence=server_sequence,
-            extra=self.extra,
+        return _new_event(
+            self.event_id,
+            self.operation,
+            self.data_id,
+            self.created_at,
+            self.data,
+            server_sequence,
+            self.extra,
         )
+
+
+# A frozen dataclass's __init__ sets every field through object.__setattr__;
+# the slots' own setters do the same in half the time, and events are built
+# by the thousand (a catch-up page, a store). Only for values already checked.
+_new_object = object.__new__
+(
+    _set_event_id,
+    _set_operation,
+    _set_data_id,
+    _set_created_at,
+    _set_data,
+    _set_sequence,
+    _set_extra,
+) = (
+    getattr(SyncEvent, name).__set__
+    for name in (
+        "event_id",
+        "operation",
+        "data_id",
+        "created_at",
+        "data",
+        "server_sequence",
+        "extra",
+    )
+)
+
+
+def _new_event(
+    event_id: str,
+    operation: Operation,
+    data_id: str,
+    created_at: datetime,
+    data: Mapping[str, JsonValue] | None,
+    server_sequence: int | None,
+    extra: Mapping[str, JsonValue],
+) -> SyncEvent:
+    """Build a :class:`SyncEvent` as its constructor does (every field, in order)."""
+    event: SyncEvent = _new_object(SyncEvent)
+    _set_event_id(event, event_id)
+    _set_operation(event, operation)
+    _set_data_id(event, data_id)
+    _set_created_at(event, created_at)
+    _set_data(event, data)
+    _set_sequence(event, server_sequence)
+    _set_extra(event, extra)
+    return event
 
 
 def format_timestamp(value: datetime) -> str:
@@ -99,17 +146,13 @@ def format_timestamp(value: datetime) -> str:
     Milliseconds are always written; microseconds only when not zero. A
     naive value is taken as UTC, as :func:`parse_timestamp` does.
     """
-    # astimezone() would read a naive value in the machine's local time zone.
-    value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-    millis, micros = divmod(value.microsecond, 1000)
-    # Not strftime: it does not zero-pad years before 1000 on every platform.
-    text = (
-        f"{value.year:04d}-{value.month:02d}-{value.day:02d}"
-        f"T{value.hour:02d}:{value.minute:02d}:{value.second:02d}.{millis:03d}"
-    )
-    if micros:
-        text += f"{micros:03d}"
-    return text + "Z"
+    if value.tzinfo is not UTC:
+        # astimezone() would read a naive value in the machine's local time zone.
+        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    # isoformat() zero-pads years before 1000 (strftime does not on every
+    # platform) and ends in "+00:00" here, which Dart writes as "Z".
+    timespec = "microseconds" if value.microsecond % 1000 else "milliseconds"
+    return value.isoformat(timespec=timespec)[:-6] + "Z"
 
 
 def parse_timestamp(value: object) -> datetime:
@@ -184,6 +227,64 @@ def event_from_json(obj: object) -> SyncEvent:
     (``eventId``, ``operation``, ``createdAt``, ``data``, ``dataId``) are
     read in place of absent current names.
     """
+    if type(obj) is dict and _LEGACY_NAMES.keys().isdisjoint(obj):
+        event = _plain_event(obj)
+        if event is not None:
+            return event
+    return _checked_event(obj)
+
+
+def _plain_event(obj: dict[str, JsonValue]) -> SyncEvent | None:
+    """Build the usual event (integer operation, UTC or naive ISO time) in one go.
+
+    Returns ``None`` for anything else, valid or not: :func:`_checked_event`
+    then decides, field by field, and gives the reason of the first fault.
+    """
+    event_id = obj.get("_event_id")
+    data_id = obj.get("_data_id")
+    created = obj.get("_created_at")
+    data = obj.get("_data")
+    sequence = obj.get("serverSequence")
+    wire_operation = obj.get("_operation")
+    # Exact ints only: True == 1, and a bool is no operation.
+    operation = _OPERATIONS.get(wire_operation) if type(wire_operation) is int else None
+    if (
+        operation is None
+        or type(event_id) is not str
+        or type(data_id) is not str
+        or type(created) is not str
+        or not event_id
+        or not data_id
+        # name_fault() without a call: NUL, or non-ASCII (a lone surrogate?)
+        or "\x00" in event_id
+        or "\x00" in data_id
+        or not (event_id.isascii() and data_id.isascii())
+        or (type(data) is not dict and (data is not None or operation is not Operation.DELETE))
+        or (sequence is not None and (type(sequence) is not int or sequence < 1))
+    ):
+        return None
+    try:
+        created_at = datetime.fromisoformat(created)
+    except ValueError:
+        return None
+    zone = created_at.tzinfo
+    if zone is None:
+        created_at = created_at.replace(tzinfo=UTC)
+    elif zone is not UTC:
+        return None
+    known = 4 + ("_data" in obj) + ("serverSequence" in obj)
+    return _new_event(
+        event_id,
+        operation,
+        data_id,
+        created_at,
+        data,  # a dict or None, checked above
+        sequence,
+        {k: v for k, v in obj.items() if k not in _KNOWN_FIELDS} if len(obj) > known else {},
+    )
+
+
+def _checked_event(obj: object) -> SyncEvent:
     if not isinstance(obj, dict):
         raise InvalidMessage("an event must be a JSON object")
     obj = _with_current_names(obj)
@@ -219,13 +320,28 @@ def event_from_json(obj: object) -> SyncEvent:
 
 def event_to_json(event: SyncEvent) -> dict[str, JsonValue]:
     """Return the Dart JSON object of ``event`` (operation as its integer)."""
-    obj: dict[str, JsonValue] = dict(event.extra)
+    obj = event_wire_object(event)
+    data = obj.get("_data")
+    if data is not None and data is event.data:
+        obj["_data"] = dict(data)  # the caller's own copy
+    return obj
+
+
+def event_wire_object(event: SyncEvent) -> dict[str, JsonValue]:
+    """Return what :func:`event_to_json` does, sharing ``_data`` with ``event``.
+
+    For encoders, which only read it: no copy of the data on the hot path.
+    """
+    extra = event.extra
+    obj: dict[str, JsonValue] = dict(extra) if extra else {}
     obj["_event_id"] = event.event_id
     obj["_operation"] = int(event.operation)
     obj["_created_at"] = format_timestamp(event.created_at)
     obj["_data_id"] = event.data_id
-    if event.data is not None:
-        obj["_data"] = dict(event.data)
+    data = event.data
+    if data is not None:
+        # A dict is shared as is; any other mapping becomes one (JSON libraries want dicts).
+        obj["_data"] = data if type(data) is dict else dict(data)
     if event.server_sequence is not None:
         obj["serverSequence"] = event.server_sequence
     return obj

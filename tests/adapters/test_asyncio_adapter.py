@@ -176,3 +176,137 @@ async def test_drained_waits_for_a_slow_reader_and_ends_with_the_connection() ->
             waiter = asyncio.ensure_future(link.drained())
             reader.sock.close()  # gone without reading: drained() returns too
             await asyncio.wait_for(waiter, 5)
+
+
+# --- work started at once (AsyncioLoop.spawn_eager) -----------------------------------
+
+
+async def from_a_callback(loop: adapter.AsyncioLoop, work: object) -> None:
+    """Call ``spawn_eager`` the way a transport callback does: outside any task."""
+    done = asyncio.Event()
+
+    def callback() -> None:
+        loop.spawn_eager(work)  # type: ignore[arg-type]
+        done.set()
+
+    asyncio.get_running_loop().call_soon(callback)
+    await done.wait()
+
+
+async def test_work_that_never_waits_runs_at_once_in_a_task_s_name() -> None:
+    loop = adapter.AsyncioLoop()
+    seen: list[object] = []
+
+    async def work() -> None:
+        seen.append(asyncio.current_task())
+
+    loop.spawn_eager(work)  # the first call, from a task: a task, and the worker starts
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    seen.clear()
+    await from_a_callback(loop, work)
+    assert len(seen) == 1 and isinstance(seen[0], asyncio.Task)  # before the callback returned
+    await loop.aclose()
+
+
+async def test_work_that_suspends_goes_on_in_the_task_it_started_in() -> None:
+    loop = adapter.AsyncioLoop()
+    await from_a_callback(loop, _noop)  # starts the worker
+    await asyncio.sleep(0)
+    tasks: list[object] = []
+    finished = asyncio.Event()
+
+    async def work() -> None:
+        tasks.append(asyncio.current_task())
+        async with asyncio.timeout(5):  # needs its task, before and after suspending
+            await asyncio.sleep(0.01)
+            await anyio.sleep(0)
+        tasks.append(asyncio.current_task())
+        finished.set()
+
+    await from_a_callback(loop, work)
+    await asyncio.wait_for(finished.wait(), 5)
+    assert tasks[0] is tasks[1] and tasks[0] is not None
+    # The worker is free again: the next work starts at once.
+    ran: list[bool] = []
+
+    async def quick() -> None:
+        ran.append(True)
+
+    await from_a_callback(loop, quick)
+    assert ran == [True]
+    await loop.aclose()
+
+
+async def test_while_the_worker_is_busy_work_gets_a_task(caplog: pytest.LogCaptureFixture) -> None:
+    loop = adapter.AsyncioLoop()
+    await from_a_callback(loop, _noop)
+    await asyncio.sleep(0)
+    release = asyncio.Event()
+    order: list[str] = []
+
+    async def slow() -> None:
+        await release.wait()
+        order.append("slow")
+
+    async def failing() -> None:
+        order.append("failing")
+        raise RuntimeError("boom")
+
+    await from_a_callback(loop, slow)
+    await from_a_callback(loop, failing)  # the worker is busy: a task of its own
+    await asyncio.sleep(0.01)
+    release.set()
+    await asyncio.sleep(0.01)
+    assert order == ["failing", "slow"]
+    await from_a_callback(loop, failing)  # at once, and logged
+    assert order == ["failing", "slow", "failing"]
+    assert caplog.text.count("a background task failed") == 2
+    await loop.aclose()
+
+
+async def test_work_that_fails_after_suspending_is_logged(caplog: pytest.LogCaptureFixture) -> None:
+    loop = adapter.AsyncioLoop()
+    await from_a_callback(loop, _noop)
+    await asyncio.sleep(0)
+
+    async def failing_later() -> None:
+        await asyncio.sleep(0)
+        raise RuntimeError("later")
+
+    await from_a_callback(loop, failing_later)
+    await asyncio.sleep(0.01)
+    assert "a background task failed" in caplog.text
+    await loop.aclose()
+
+
+async def test_closing_cancels_work_that_suspended() -> None:
+    loop = adapter.AsyncioLoop()
+    await from_a_callback(loop, _noop)
+    await asyncio.sleep(0)
+    cancelled = asyncio.Event()
+
+    async def forever() -> None:
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    await from_a_callback(loop, forever)
+    await asyncio.sleep(0)
+    await loop.aclose()
+    assert cancelled.is_set()
+    # Closed: nothing starts a worker again; work still runs in a task.
+    ran: list[bool] = []
+
+    async def quick() -> None:
+        ran.append(True)
+
+    await from_a_callback(loop, quick)
+    await asyncio.sleep(0)
+    assert ran == [True]
+
+
+async def _noop() -> None:
+    pass

@@ -232,6 +232,21 @@ def test_limit_flags_reach_the_server(tmp_path: Path) -> None:
         assert closed.value.rcvd.code == 1009
 
 
+@pytest.mark.parametrize("flag", [True, False], ids=["--compression", "default"])
+def test_compression_is_negotiated_only_with_the_flag(tmp_path: Path, flag: bool) -> None:
+    args = ("--compression",) if flag else ()
+    with (
+        lfws_serve(tmp_path, *args) as server,
+        # websockets offers permessage-deflate by default.
+        connect(server.url, open_timeout=RECEIVE_TIMEOUT) as ws,
+    ):
+        assert len(ws.protocol.extensions) == int(flag)
+        authenticate(ws, "anyone")
+        send(ws, type="push_event", repository="todos", event=event("c1", "squeeze " * 500))
+        assert receive(ws)["eventIds"] == ["c1"]
+        assert [e["_data"]["title"] for e in fetch_all(ws)] == ["squeeze " * 500]
+
+
 @pytest.mark.parametrize("runtime", RUNTIMES)
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_closes_clients_with_1001_and_events_survive_a_restart(

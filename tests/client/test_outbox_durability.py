@@ -45,8 +45,10 @@ async def test_events_pending_at_a_kill_are_sent_exactly_once_after_a_restart(
             await eventually(lambda: server.log.ids() != [])  # sent, stored, not acked
             child.send_signal(signal.SIGKILL)
             assert await child.wait() == -signal.SIGKILL
+        # Some or all of the five reached the server, none was acknowledged:
+        # all five are still pending in the dead client's outbox.
         stored_before = server.log.ids()
-        assert stored_before and set(stored_before) < set(ids)
+        assert stored_before and set(stored_before) <= set(ids)
 
         server.log.hold.set()  # acks flow again (also for what the dead client sent)
         server.log.hold = None

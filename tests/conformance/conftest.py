@@ -10,6 +10,6 @@ def pytest_terminal_summary(
 ) -> None:
     lines = summary_lines(config)
     if lines:
-        terminalreporter.section("Autobahn cases 1-7 and 10")
+        terminalreporter.section("Autobahn cases 1-7, 10 and 12-13")
         for line in lines:
             terminalreporter.write_line(line)

@@ -1,4 +1,4 @@
-"""Autobahn TestSuite cases 1-7 and 10 against the echo endpoint, on every runtime.
+"""Autobahn TestSuite cases 1-7 and 10, and 12-13 sampled, against the echo endpoint.
 
 kosoku (a native runner for the Autobahn case files) plays the client; the
 server is :class:`~lfws_adapters.echo.EchoHub` behind each adapter's
@@ -6,11 +6,17 @@ server is :class:`~lfws_adapters.echo.EchoHub` behind each adapter's
 its own event loop in a background thread, because kosoku's runner needs an
 asyncio loop of its own. The per-adapter counts are printed in the terminal
 summary; docs/reliability.md records them.
+
+Cases 12 and 13 (permessage-deflate: five data sets, then seven parameter
+offers, each at 18 message sizes of 1000 messages) take about six minutes
+per runtime in full, so CI runs three sizes of each: 16 and 256 bytes, and
+8 KiB cut into 256-byte frames. ``LFWS_AUTOBAHN_FULL=1`` runs all 216.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import queue
 import threading
 from collections import Counter
@@ -37,6 +43,14 @@ CASES = ["1.*", "2.*", "3.*", "4.*", "5.*", "6.*", "7.*", "10.*"]
 CASE_COUNT = 247
 # Cases run in parallel: the whole selection takes ~3 s instead of ~9 s.
 CONCURRENCY = 8
+
+_DEFLATE_GROUPS = [f"12.{n}" for n in range(1, 6)] + [f"13.{n}" for n in range(1, 8)]
+DEFLATE_CASES = (
+    ["12.*", "13.*"]
+    if os.environ.get("LFWS_AUTOBAHN_FULL")
+    else [f"{group}.{size}" for group in _DEFLATE_GROUPS for size in (1, 3, 11)]
+)
+DEFLATE_CASE_COUNT = 216 if os.environ.get("LFWS_AUTOBAHN_FULL") else 36
 START_TIMEOUT = 10.0
 
 
@@ -102,6 +116,19 @@ def test_autobahn_cases_pass(runtime: Runtime, request: pytest.FixtureRequest) -
     counts = Counter(verdict(r) for r in results)
     record_counts(request.config, str(runtime), counts)
     assert len(results) == CASE_COUNT
+    assert counts[FAILED] == 0, describe_failures(results)
+
+
+# Autobahn's case 12/13 file opens its data sets without closing them.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+@pytest.mark.parametrize("runtime", RUNTIMES, ids=str)
+def test_autobahn_compression_cases_pass(runtime: Runtime, request: pytest.FixtureRequest) -> None:
+    # The echo endpoint accepts permessage-deflate (ECHO_CONFIG.compression).
+    with echo_server(runtime, EchoHub()) as url:
+        results = run_cases(url, DEFLATE_CASES)
+    counts = Counter(verdict(r) for r in results)
+    record_counts(request.config, f"{runtime} (12, 13)", counts)
+    assert len(results) == DEFLATE_CASE_COUNT
     assert counts[FAILED] == 0, describe_failures(results)
 
 

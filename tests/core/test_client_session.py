@@ -977,6 +977,37 @@ def test_ack_marks_events_synced_per_repository() -> None:
     assert client.receive(Ack(event_ids=("e1",))) == []  # acknowledged already
 
 
+def test_acks_in_a_row_are_one_mark_synced() -> None:
+    client = Client()
+    client.live()
+    for repository, name in [("todos", 1), ("notes", 2), ("todos", 3), ("todos", 4)]:
+        client.push(repository, ev(name))
+    client.out()
+    out = client.receive(
+        Ack(event_ids=("e1",)),
+        Ack(event_ids=("unknown",)),  # nothing to mark: joins nothing
+        Ack(event_ids=("e2",)),
+        Ack(event_ids=("e3",)),
+        Ping(),  # an action in between ends the run
+        Ack(event_ids=("e4",)),
+    )
+    assert out == [
+        MarkSynced(repositories={"todos": ("e1", "e3"), "notes": ("e2",)}),
+        Pong(),
+        MarkSynced(repositories={"todos": ("e4",)}),
+    ]
+
+
+def test_an_ack_after_a_drain_is_a_mark_synced_of_its_own() -> None:
+    client = Client()
+    client.live()
+    client.push("todos", ev(1))
+    client.push("todos", ev(2))
+    client.out()
+    assert client.receive(Ack(event_ids=("e1",))) == [MarkSynced(repositories={"todos": ("e1",)})]
+    assert client.receive(Ack(event_ids=("e2",))) == [MarkSynced(repositories={"todos": ("e2",)})]
+
+
 def test_ack_of_a_queued_event() -> None:
     client = Client(config(custom_sync_filter=True))
     client.push("todos", ev(1))

@@ -11,7 +11,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from tests.strategies import json_values, messages
 
-from lfws_core import _json
+from lfws_core import _json, codec
 from lfws_core.codec import (
     DEFAULT_BACKEND,
     MAX_DEPTH,
@@ -631,3 +631,82 @@ def test_encode_to_fit_encodes_once_when_everything_fits() -> None:
 )
 def test_utf8_size_over(text: str, limit: int, over: int) -> None:
     assert utf8_size_over(text, limit) == over
+
+
+# --- the one-pass decoding of the usual messages ------------------------------------
+
+
+def checked_outcome(backend: JsonBackend, data: str | bytes) -> tuple[str, object]:
+    """What the field-by-field path, after a strict parse, makes of ``data`` (as outcome())."""
+    try:
+        return ("message", codec._decode_checked(data, backend))
+    except InvalidMessage as exc:
+        return ("invalid", exc.reason)
+
+
+PUSH = '{"type":"push_event","repository":"todos","event":%s}'
+PLAIN_EVENT = (
+    '{"_event_id":"e1","_operation":0,"_created_at":"2024-05-01T12:34:56.789Z",'
+    '"_data_id":"d1","_data":%s%s}'
+)
+
+
+def plain_push(data: str = '{"a":1}', more: str = "") -> str:
+    return PUSH % (PLAIN_EVENT % (data, more))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (plain_push('{"n":9223372036854775808}'), "integer outside the 64-bit signed range"),
+        (plain_push('{"n":18446744073709551616}'), "integer outside the 64-bit signed range"),
+        (plain_push('{"n":1e19}'), None),
+        (plain_push('{"n":-9223372036854775808}'), None),
+        (plain_push("{}", ',"serverSequence":9223372036854775808'), "64-bit"),
+        # The message is level 1, its event 2, the event's fields 3.
+        (plain_push("{}", ',"x":' + "[" * 63 + "]" * 63), "nesting deeper than 64 levels"),
+        (plain_push("{}", ',"x":' + "[" * 62 + "]" * 62), None),
+        (plain_push('{"a":' + "[" * 62 + "]" * 62 + "}"), "nesting deeper than 64 levels"),
+        (plain_push('{"a":' + "[" * 61 + "]" * 61 + "}"), None),
+        (plain_push("{}", ',"x":1e400'), "too large for a float"),
+        (plain_push('{"a":1}', ',"x":{"y":99999999999999999999}'), "64-bit"),
+        (
+            '{"type":"push_event","repository":"","event":%s}' % (PLAIN_EVENT % ("{}", "")),
+            "repository",
+        ),
+        ('{"type":"push_event","repository":"todos"}', "push_event is missing event"),
+        ('{"type":"push_event","repository":"todos","event":1,"x":2}', "push_event event"),
+        ('{"type":"events","repository":"todos","events":[%s]}' % (PLAIN_EVENT % ("{}", "")), None),
+        ('{"type":"events","repository":"todos","events":[1]}', "events events"),
+        ('{"type":"events","repository":"todos","events":{}}', "a list of events"),
+        ('{"type":"push_events_batch","repository":"todos","events":[],"x":1}', None),
+        ('{"type":"ack","eventIds":["e1"],"repositories":{"todos":["e1"]}}', None),
+        ('{"type":"ack","eventIds":["e1"],"x":[1]}', None),
+        ('{"type":"ack","eventIds":[""]}', "ack eventIds must be a list of non-empty strings"),
+        ('{"type":"ack","eventIds":["e1"],"x":[99999999999999999999]}', "64-bit"),
+    ],
+)
+def test_the_usual_messages_are_decoded_in_one_pass_with_every_limit(
+    backend: JsonBackend, data: str, reason: str | None
+) -> None:
+    kind, result = outcome(backend, data)
+    assert (kind, result) == checked_outcome(backend, data)
+    if reason is None:
+        assert kind == "message"
+    else:
+        assert kind == "invalid" and reason in str(result)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@settings(max_examples=300, deadline=None)
+@given(data=mutated_messages())
+def test_one_pass_decoding_agrees_with_the_checked_path(backend: JsonBackend, data: str) -> None:
+    assert outcome(backend, data) == checked_outcome(backend, data)
+
+
+def test_a_backend_without_a_bare_parser_decodes_by_the_checked_path() -> None:
+    backend = JsonBackend(name="strict only", loads=STDLIB_JSON.loads, dumps=STDLIB_JSON.dumps)
+    assert decode_message(plain_push(), backend=backend) == decode_message(plain_push())
+    with pytest.raises(InvalidMessage, match="64-bit"):
+        decode_message(plain_push('{"n":9223372036854775808}'), backend=backend)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from datetime import UTC, datetime, timedelta, timezone
 
@@ -10,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from tests.strategies import event_ids, json_objects, sequences, sync_events
 
+from lfws_core import events
 from lfws_core.errors import InvalidMessage
 from lfws_core.events import (
     JsonValue,
@@ -304,3 +306,78 @@ def _without(key: str) -> dict[str, JsonValue]:
 def test_event_from_json_rejects(obj: object, reason: str) -> None:
     with pytest.raises(InvalidMessage, match=reason):
         event_from_json(obj)
+
+
+@pytest.mark.parametrize(
+    ("created_at", "instant"),
+    [
+        ("2024-05-01T12:34:56.789", WHEN),  # naive: taken as UTC
+        ("2024-05-01T14:34:56.789+02:00", WHEN),
+        ("2024-05-01T12:34:56.789Z", WHEN),
+    ],
+)
+def test_created_at_is_read_as_utc(created_at: str, instant: datetime) -> None:
+    event = event_from_json(dart_event(_created_at=created_at))
+    assert event.created_at == instant
+    assert event.created_at.tzinfo is UTC
+
+
+FIELD_VALUES = st.sampled_from(
+    [
+        None, True, False, 0, 1, 2, 3, -1, 1.5, 1714566896789, "", "e", "e\x00", "\ud800", "é",
+        "insert", "DELETE", "2024-05-01T12:34:56.789Z", "2024-05-01T12:34:56",
+        "2024-05-01T12:34:56+02:00", "soon", {}, {"a": 1}, [], ["x"],
+    ]
+)  # fmt: skip
+FIELD_NAMES = st.sampled_from(
+    [
+        "_event_id", "_operation", "_created_at", "_data", "_data_id", "serverSequence",
+        "eventId", "operation", "createdAt", "data", "dataId", "other",
+    ]
+)  # fmt: skip
+
+
+@given(
+    base=st.booleans(),
+    fields=st.dictionaries(FIELD_NAMES, FIELD_VALUES, max_size=6),
+)
+def test_the_one_pass_reading_agrees_with_the_field_by_field_one(
+    base: bool, fields: dict[str, JsonValue]
+) -> None:
+    obj = dart_event(**fields) if base else fields
+    try:
+        expected: object = events._checked_event(obj)
+    except InvalidMessage as exc:
+        expected = exc.reason
+    try:
+        got: object = event_from_json(obj)
+    except InvalidMessage as exc:
+        got = exc.reason
+    assert got == expected
+    if isinstance(got, SyncEvent):
+        assert got.created_at.tzinfo is UTC
+
+
+def test_the_fast_constructor_sets_every_field() -> None:
+    # events._new_event bypasses the dataclass __init__: a new field must be added there too.
+    assert [f.name for f in dataclasses.fields(SyncEvent)] == [
+        "event_id",
+        "operation",
+        "data_id",
+        "created_at",
+        "data",
+        "server_sequence",
+        "extra",
+    ]
+    event = event_from_json(dart_event(other=1))
+    assert event == SyncEvent(
+        event_id=event.event_id,
+        operation=event.operation,
+        data_id=event.data_id,
+        created_at=event.created_at,
+        data=event.data,
+        server_sequence=event.server_sequence,
+        extra={"other": 1},
+    )
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        event.data_id = "changed"  # type: ignore[misc]

@@ -733,6 +733,115 @@ class TestPush:
             adapter.session.events_stored(99, [], [], 1.0)
 
 
+class TestPushesOfOneRead:
+    """Consecutive pushes to one repository, before a drain, share one store."""
+
+    def test_consecutive_pushes_are_one_store_and_each_gets_its_own_ack(self) -> None:
+        adapter = authed_manual()
+        adapter.receive(
+            PushEvent(repository="todo", event=event("e1")),
+            PushEventsBatch(repository="todo", events=(event("e2"), event("e1", "again"))),
+            PushEvent(repository="todo", event=event("e3")),
+        )
+        request = adapter.take(StoreEvents)
+        assert request.events == (event("e1"), event("e2"), event("e3"))
+        stored, duplicates = adapter.log.store("todo", request.events)
+        assert [e.server_sequence for e in stored] == [1, 2, 3]
+        adapter.session.events_stored(request.request_id, stored, duplicates, 1.0)
+        # As if each push had been stored alone: its ack, then its new events.
+        assert adapter.pump() == [
+            Ack(event_ids=("e1",), repositories={"todo": ("e1",)}),
+            EventsStored(repository="todo", events=(stored[0],)),
+            Ack(event_ids=("e2", "e1"), repositories={"todo": ("e2", "e1")}),
+            EventsStored(repository="todo", events=(stored[1],)),
+            Ack(event_ids=("e3",), repositories={"todo": ("e3",)}),
+            EventsStored(repository="todo", events=(stored[2],)),
+        ]
+
+    def test_a_push_of_known_events_only_is_acked_without_broadcast(self) -> None:
+        adapter = authed_manual()
+        push = PushEvent(repository="todo", event=event("e1"))
+        again = PushEvent(repository="todo", event=event("e2"))
+        adapter.receive(push, push, again, again)
+        request = adapter.take(StoreEvents)
+        stored, duplicates = adapter.log.store("todo", request.events)
+        adapter.session.events_stored(request.request_id, stored, duplicates, 1.0)
+        ack = Ack(event_ids=("e1",), repositories={"todo": ("e1",)})
+        assert adapter.pump() == [
+            ack,
+            EventsStored(repository="todo", events=(stored[0],)),
+            ack,
+            Ack(event_ids=("e2",), repositories={"todo": ("e2",)}),
+            EventsStored(repository="todo", events=(stored[1],)),
+            Ack(event_ids=("e2",), repositories={"todo": ("e2",)}),
+        ]
+
+    def test_a_failed_store_is_tried_again_push_by_push(self) -> None:
+        adapter = authed_manual()
+        adapter.receive(
+            PushEvent(repository="todo", event=event("e1")),
+            PushEventsBatch(repository="todo", events=(event("e2"), event("e2"), event("e1"))),
+        )
+        together = adapter.take(StoreEvents)
+        adapter.session.store_failed(together.request_id, "disk full", 1.0)
+        # One push's failure is no other's: each is stored again alone.
+        assert adapter.pump() == []
+        first, second = adapter.requests
+        assert isinstance(first, StoreEvents) and isinstance(second, StoreEvents)
+        assert (ids(first.events), ids(second.events)) == (["e1"], ["e2", "e1"])
+        assert first.principal == second.principal == "alice"
+        adapter.session.store_failed(first.request_id, "disk full", 1.0)
+        stored, duplicates = adapter.log.store("todo", second.events)
+        adapter.session.events_stored(second.request_id, stored, duplicates, 1.0)
+        assert adapter.pump() == [
+            Error(message="Failed to push event: disk full", event_ids=("e1",), code="unavailable"),
+            Ack(event_ids=("e2", "e2", "e1"), repositories={"todo": ("e2", "e2", "e1")}),
+            EventsStored(repository="todo", events=tuple(stored)),
+        ]
+
+    def test_anything_in_between_or_another_repository_starts_a_new_store(self) -> None:
+        adapter = authed_manual()
+        adapter.session.receive_message(PushEvent(repository="todo", event=event("e1")), 0.0)
+        adapter.session.receive_message(PushEvent(repository="todo", event=event("e2")), 0.0)
+        adapter.session.receive_message(Ping(), 0.0)
+        adapter.session.receive_message(PushEvent(repository="todo", event=event("e3")), 0.0)
+        adapter.session.receive_message(PushEvent(repository="done", event=event("e4")), 0.0)
+        actions = adapter.session.drain_actions()
+        stores = [a for a in actions if isinstance(a, StoreEvents)]
+        assert [(s.repository, ids(s.events)) for s in stores] == [
+            ("todo", ["e1", "e2"]),
+            ("todo", ["e3"]),
+            ("done", ["e4"]),
+        ]
+        assert [type(a) for a in actions] == [StoreEvents, SendMessage, StoreEvents, StoreEvents]
+
+    def test_a_store_drained_is_not_joined_again(self) -> None:
+        adapter = authed_manual()
+        adapter.session.receive_message(PushEvent(repository="todo", event=event("e1")), 0.0)
+        (first,) = adapter.session.drain_actions()
+        adapter.session.receive_message(PushEvent(repository="todo", event=event("e2")), 0.0)
+        (second,) = adapter.session.drain_actions()
+        assert isinstance(first, StoreEvents) and isinstance(second, StoreEvents)
+        assert first.request_id != second.request_id
+
+    def test_the_principal_is_the_one_of_the_first_push(self) -> None:
+        adapter = authed_manual()
+        adapter.session.receive_message(PushEvent(repository="todo", event=event("e1")), 0.0)
+        adapter.session.receive_message(PushEvent(repository="todo", event=event("e2")), 0.0)
+        (store,) = adapter.session.drain_actions()
+        assert isinstance(store, StoreEvents) and store.principal == "alice"
+
+    def test_reported_ids_must_match_the_pushes_exactly(self) -> None:
+        adapter = authed_manual()
+        adapter.receive(
+            PushEvent(repository="todo", event=event("e1")),
+            PushEvent(repository="todo", event=event("e2")),
+        )
+        request = adapter.take(StoreEvents)
+        with pytest.raises(LocalProtocolError, match="exactly the ids"):
+            adapter.session.events_stored(request.request_id, [], ["e1", "e1"], 1.0)
+
+
 # --- catch-up -------------------------------------------------------------------
 
 

@@ -32,6 +32,10 @@ pytestmark = pytest.mark.anyio
 LIMIT = 256 * 1024
 PAYLOAD = "x" * 8 * 1024
 BURST = 8  # events a normal client receives at once: 64 KiB, well below LIMIT
+# The server queues a 1013 close frame behind what the client has not read;
+# when the client still reads nothing within the close timeout, the server
+# drops the connection with that frame unsent, and the client sees 1006.
+DROPPED = (CloseCode.TRY_AGAIN_LATER, CloseCode.ABNORMAL)
 
 
 async def test_a_stalled_consumer_is_dropped_and_resumes_from_its_cursor(
@@ -68,7 +72,7 @@ async def test_a_stalled_consumer_is_dropped_and_resumes_from_its_cursor(
 
         # What the stalled client got before being cut off ends with a close (1013).
         await anyio.to_thread.run_sync(stalled.read_to_end)
-        assert stalled.close_code == CloseCode.TRY_AGAIN_LATER
+        assert stalled.close_code in DROPPED
         received = [e.server_sequence for e in stalled.events()]
         cursor = len(received)
         assert received == list(range(1, cursor + 1))
@@ -127,12 +131,14 @@ async def test_a_client_that_never_reads_ten_thousand_events_is_dropped_at_the_c
     runtime: Runtime,
 ) -> None:
     # 10,000 events of about 1 KB (10 MB) flow while one client never reads:
-    # its queue grows to the 1 MiB cap, it is closed with 1013 and dropped;
+    # its queue grows to the 1 MiB cap, it is closed (1013) and dropped;
     # the writer and a reader see every event in order all along, and the
     # dropped client then catches up from its own cursor with no gap.
     options = ServerOptions(send_buffer_limit=1024 * 1024, close_timeout=0.2, page_size=256)
     writer, reader, resumed = RecordingHost("writer"), RecordingHost("reader"), RecordingHost()
-    async with runtime.module.serve(event_log=InMemoryEventLog(), port=0, options=options) as server:
+    async with runtime.module.serve(
+        event_log=InMemoryEventLog(), port=0, options=options
+    ) as server:
         stalled = RawClient(server.port, receive_buffer=4096)
         await anyio.to_thread.run_sync(stalled.authenticate)
         config = client_config(server.url)
@@ -150,7 +156,7 @@ async def test_a_client_that_never_reads_ten_thousand_events_is_dropped_at_the_c
             assert not peer_named(server, stalled.name)
 
         await anyio.to_thread.run_sync(stalled.read_to_end)
-        assert stalled.close_code == CloseCode.TRY_AGAIN_LATER
+        assert stalled.close_code in DROPPED
         received = [e.server_sequence for e in stalled.events()]
         cursor = len(received)
         assert received == list(range(1, cursor + 1))

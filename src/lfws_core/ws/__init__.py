@@ -1,7 +1,8 @@
 """WebSocket (RFC 6455) for lfws, sans I/O: bytes in; bytes, messages and closes out.
 
 :class:`WsClient` and :class:`WsServer` run the opening handshake over h11,
-then exchange text messages, pings and the close handshake. Feed
+then exchange text messages, pings and the close handshake, optionally
+compressed with permessage-deflate (RFC 7692, off unless configured). Feed
 ``receive_data(bytes)``, read the returned events, drain
 :meth:`~WsClient.data_to_send`. Nothing here reads a clock or draws
 randomness of its own: the client's nonce and mask keys come from an
@@ -13,6 +14,7 @@ connection with 1003 unless the connection opts in
 from __future__ import annotations
 
 from ._connection import WsConnection
+from ._negotiation import DeflateParameters, PerMessageDeflate
 from .client import WsClient
 from .events import (
     BinaryMessage,
@@ -33,9 +35,11 @@ from .state import WsState
 __all__ = [
     "BinaryMessage",
     "Closed",
+    "DeflateParameters",
     "Headers",
     "HttpRequest",
     "Opened",
+    "PerMessageDeflate",
     "PingReceived",
     "PongReceived",
     "Rejected",

@@ -1,8 +1,9 @@
 """What both roles do once the opening handshake is over.
 
-Frames are parsed here (RFC 6455 section 5), messages reassembled and
-size-checked, pings answered and the close handshake run. Subclasses add the
-opening handshake and, for the client, masking.
+Frames are parsed here (RFC 6455 section 5), messages reassembled,
+inflated when permessage-deflate was agreed (RFC 7692) and size-checked,
+pings answered and the close handshake run. Subclasses add the opening
+handshake (with the extension negotiation) and, for the client, masking.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import ClassVar
 
 from ..close_codes import CloseCode
 from ..errors import LocalProtocolError
+from ._deflate import Deflater, Inflater, message_codecs
 from ._frames import (
     MAX_CLOSE_REASON,
     MAX_CONTROL_PAYLOAD,
@@ -22,6 +24,7 @@ from ._frames import (
     OP_PING,
     OP_PONG,
     OP_TEXT,
+    RSV1,
     FrameError,
     apply_mask,
     decode_close_payload,
@@ -29,6 +32,7 @@ from ._frames import (
     encode_frame,
     is_valid_close_code,
 )
+from ._negotiation import DeflateParameters, PerMessageDeflate
 from .events import BinaryMessage, Closed, PingReceived, PongReceived, TextMessage, WsEvent
 from .state import WsState
 
@@ -50,6 +54,26 @@ class WsConnection(abc.ABC):
 
     Not instantiated directly; useful as the type of "either role".
     """
+
+    # Slots: a server holds one of these per idle connection.
+    __slots__ = (
+        "_accept_binary",
+        "_binary_fragments",
+        "_chunks",
+        "_chunks_size",
+        "_compression",
+        "_continuing",
+        "_decoder",
+        "_deflater",
+        "_fragments",
+        "_inflater",
+        "_inflating",
+        "_max_message_size",
+        "_message_size",
+        "_needed",
+        "_out",
+        "_state",
+    )
 
     # The mask bit every incoming frame must carry: set on frames a server
     # receives, clear on frames a client receives.
@@ -73,12 +97,22 @@ class WsConnection(abc.ABC):
         self._decoder: codecs.IncrementalDecoder = _Utf8Decoder()
         self._fragments: list[str] = []
         self._binary_fragments: list[bytes] = []
+        # Bytes of the message in progress as they came off the wire.
         self._message_size = 0
+        self._compression: DeflateParameters | None = None
+        self._deflater: Deflater | None = None
+        self._inflater: Inflater | None = None
+        self._inflating = False  # whether the fragmented message in progress is compressed
 
     @property
     def state(self) -> WsState:
         """Where the connection is in its life cycle."""
         return self._state
+
+    @property
+    def compression(self) -> DeflateParameters | None:
+        """The permessage-deflate parameters agreed in the handshake, if any."""
+        return self._compression
 
     @property
     def transport_should_close(self) -> bool:
@@ -115,7 +149,7 @@ class WsConnection(abc.ABC):
             payload = text.encode()
         except UnicodeEncodeError:
             raise LocalProtocolError("text is not encodable as UTF-8") from None
-        self._out.append(self._frame(OP_TEXT, payload))
+        self._queue_message(OP_TEXT, payload)
 
     def send_binary(self, data: bytes) -> None:
         """Queue ``data`` as one binary message; only while the connection is open.
@@ -124,7 +158,7 @@ class WsConnection(abc.ABC):
         """
         if self._state is not _OPEN:
             raise LocalProtocolError(f"cannot send a message in state {self._state.name}")
-        self._out.append(self._frame(OP_BINARY, bytes(data)))
+        self._queue_message(OP_BINARY, bytes(data))
 
     def send_ping(self, payload: bytes = b"") -> None:
         """Queue a ping frame (at most 125 bytes); the peer answers with a pong."""
@@ -158,9 +192,22 @@ class WsConnection(abc.ABC):
     def _frame(self, opcode: int, payload: bytes) -> bytes:
         return encode_frame(opcode, payload)
 
-    def _open(self) -> None:
-        """Switch from the handshake to frames."""
+    def _queue_message(self, opcode: int, payload: bytes) -> None:
+        deflater = self._deflater
+        if deflater is None:
+            self._out.append(self._frame(opcode, payload))
+        else:
+            self._out.append(self._frame(opcode | RSV1, deflater.compress(payload)))
+
+    def _open(self, compression: tuple[DeflateParameters, PerMessageDeflate] | None = None) -> None:
+        """Switch from the handshake to frames, compressing as agreed."""
         self._state = _OPEN
+        if compression is not None:
+            agreed, options = compression
+            self._compression = agreed
+            self._deflater, self._inflater = message_codecs(
+                agreed, options, server=bool(self._incoming_mask_bit), limit=self._max_message_size
+            )
 
     def _abort(self, reason: str) -> Closed:
         """End a connection whose opening handshake failed."""
@@ -200,7 +247,10 @@ class WsConnection(abc.ABC):
                     length = int.from_bytes(data[pos + 2 : pos + 2 + extra], "big")
                     if length >> 63:
                         raise _protocol_error("frame length has its most significant bit set")
-                if opcode < OP_CLOSE and self._message_size + length > self._max_message_size:
+                # A compressed message is bounded twice: here on the wire,
+                # and once inflated by the inflater.
+                message_size = self._message_size + length
+                if opcode < OP_CLOSE and message_size > self._max_message_size:
                     raise FrameError(
                         CloseCode.MESSAGE_TOO_BIG,
                         f"message larger than {self._max_message_size} bytes",
@@ -215,6 +265,9 @@ class WsConnection(abc.ABC):
                     payload = apply_mask(payload, data[payload_start - 4 : payload_start])
                 pos = frame_end
                 if opcode < OP_CLOSE:
+                    self._message_size = 0 if fin else message_size
+                    if first & RSV1 or (self._inflating and not opcode):
+                        payload = self._inflate(opcode, fin, payload)
                     # A continuation (opcode 0) belongs to the message in progress.
                     if (opcode or self._continuing) == OP_TEXT:
                         self._receive_text(opcode, fin, payload, events)
@@ -237,7 +290,7 @@ class WsConnection(abc.ABC):
     def _check_header(self, first: int, second: int) -> None:
         opcode = first & 0x0F
         if first & 0x70:
-            raise _protocol_error("reserved bits set but no extension was negotiated")
+            self._check_reserved_bits(first & 0x70, opcode)
         if (second & 0x80) != self._incoming_mask_bit:
             raise _protocol_error(
                 "client frames must be masked"
@@ -262,6 +315,21 @@ class WsConnection(abc.ABC):
         elif opcode != OP_TEXT:
             raise _protocol_error(f"unknown opcode {opcode:#x}")
 
+    def _check_reserved_bits(self, bits: int, opcode: int) -> None:
+        if bits != RSV1 or self._inflater is None:
+            raise _protocol_error("reserved bits set but no extension was negotiated")
+        if opcode >= OP_CLOSE:
+            raise _protocol_error("compressed control frame")
+        if opcode == OP_CONTINUATION:
+            raise _protocol_error("compression bit set on a continuation frame")
+
+    def _inflate(self, opcode: int, fin: int, payload: bytes) -> bytes:
+        inflater = self._inflater
+        assert inflater is not None  # _check_reserved_bits let RSV1 through
+        if opcode:
+            self._inflating = not fin
+        return inflater.inflate(payload, fin)
+
     def _receive_text(self, opcode: int, fin: int, payload: bytes, events: list[WsEvent]) -> None:
         try:
             if opcode == OP_TEXT:
@@ -273,7 +341,6 @@ class WsConnection(abc.ABC):
             self._fragments.append(self._decoder.decode(payload, bool(fin)))
         except UnicodeDecodeError:
             raise FrameError(CloseCode.INVALID_PAYLOAD, "text message is not valid UTF-8") from None
-        self._message_size += len(payload)
         if fin:
             events.append(TextMessage(text="".join(self._fragments)))
             self._fragments = []
@@ -286,7 +353,6 @@ class WsConnection(abc.ABC):
                 return
             self._continuing = OP_BINARY
         self._binary_fragments.append(payload)
-        self._message_size += len(payload)
         if fin:
             events.append(BinaryMessage(data=b"".join(self._binary_fragments)))
             self._binary_fragments = []
@@ -294,7 +360,7 @@ class WsConnection(abc.ABC):
 
     def _message_ended(self) -> None:
         self._continuing = OP_CONTINUATION
-        self._message_size = 0
+        self._inflating = False
 
     def _receive_control(self, opcode: int, payload: bytes, events: list[WsEvent]) -> None:
         if opcode == OP_PING:

@@ -16,6 +16,10 @@ OP_CLOSE = 0x8
 OP_PING = 0x9
 OP_PONG = 0xA
 
+# The first reserved bit: set on the first frame of a compressed message
+# (RFC 7692 6). encode_frame takes it or'ed into the opcode.
+RSV1 = 0x40
+
 MAX_CONTROL_PAYLOAD = 125
 # A close payload spends two of its 125 bytes on the code.
 MAX_CLOSE_REASON = MAX_CONTROL_PAYLOAD - 2
@@ -55,7 +59,10 @@ def apply_mask(data: bytes, key: bytes) -> bytes:
 
 
 def encode_frame(opcode: int, payload: bytes, mask_key: bytes | None = None) -> bytes:
-    """One final frame; masked with ``mask_key`` when given (client to server)."""
+    """One final frame; masked with ``mask_key`` when given (client to server).
+
+    ``opcode`` may carry :data:`RSV1`, for a compressed message.
+    """
     size = len(payload)
     first = 0x80 | opcode
     mask_bit = 0x00 if mask_key is None else 0x80

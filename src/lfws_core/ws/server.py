@@ -31,6 +31,7 @@ from ._handshake import (
     tokens,
     user_headers,
 )
+from ._negotiation import DeflateParameters, PerMessageDeflate, server_agreement
 from .events import HttpRequest, Rejected, UpgradeRequest, WsEvent
 from .state import WsState
 
@@ -57,10 +58,18 @@ class ServerConfig:
     Off by default: the sync protocol is JSON text only, so a binary message
     closes the connection with 1003. The Autobahn echo endpoint turns it on.
     """
+    compression: PerMessageDeflate | None = None
+    """permessage-deflate (RFC 7692) settings; ``None`` (the default) declines every offer.
+
+    When set, a client's valid offer is accepted and its messages may arrive
+    compressed; each is inflated up to ``max_message_size`` (1009 beyond).
+    """
 
 
 class WsServer(WsConnection):
     """A WebSocket server connection, from the first request byte on."""
+
+    __slots__ = ("_agreement", "_config", "_h11", "_key", "_received", "_request")
 
     _incoming_mask_bit = 0x80
 
@@ -70,12 +79,15 @@ class WsServer(WsConnection):
             max_message_size=self._config.max_message_size,
             accept_binary=self._config.accept_binary,
         )
-        self._h11 = h11.Connection(
+        # The handshake state goes once the connection is open (accept()):
+        # an idle connection then holds only what framing needs.
+        self._h11: h11.Connection | None = h11.Connection(
             h11.SERVER, max_incomplete_event_size=self._config.max_handshake_size
         )
         self._received = 0
         self._request: h11.Request | None = None
         self._key: bytes | None = None
+        self._agreement: tuple[DeflateParameters, str] | None = None
 
     def accept(self, headers: Iterable[tuple[str, str]] = ()) -> list[WsEvent]:
         """Answer an :class:`UpgradeRequest` with 101 and open the connection.
@@ -91,17 +103,23 @@ class WsServer(WsConnection):
             ("Upgrade", "websocket"),
             ("Connection", "Upgrade"),
             ("Sec-WebSocket-Accept", generate_accept_token(key).decode()),
-            *user_headers(headers),
         ]
+        agreement = self._agreement
+        if agreement is not None:
+            fields.append(("Sec-WebSocket-Extensions", agreement[1]))
+        fields += user_headers(headers)
         with caller_input():
             response = h11.InformationalResponse(
                 status_code=101, headers=fields, reason="Switching Protocols"
             )
-        self._out.append(self._h11.send(response) or b"")
-        self._open()
+        http = self._http()
+        self._out.append(http.send(response) or b"")
         # A client must wait for the 101 (RFC 6455 4.1), but bytes it sent
         # early are still frames.
-        early = self._h11.trailing_data[0]
+        early = http.trailing_data[0]
+        self._h11 = self._request = self._key = self._agreement = None
+        options = self._config.compression
+        self._open(None if agreement is None or options is None else (agreement[0], options))
         return self._receive_frames(early) if early else []
 
     def reject(self, status: int, reason: str = "") -> None:
@@ -131,12 +149,13 @@ class WsServer(WsConnection):
                 # A client may half-close after a plain request: the answer is still owed.
                 return []
             return [self._abort("connection closed during the opening handshake")]
-        self._h11.receive_data(data)
+        http = self._http()
+        http.receive_data(data)
         if self._request is not None:
             return []
         self._received += len(data)
         try:
-            event = self._h11.next_event()
+            event = http.next_event()
         except h11.RemoteProtocolError as error:
             if error.error_status_hint == 431:
                 return [self._refuse_oversized_head()]
@@ -148,10 +167,15 @@ class WsServer(WsConnection):
         self._request = event
         # h11 bounds only a head still incomplete; one that arrived whole in a
         # single large read is measured here.
-        head_size = self._received - len(self._h11.trailing_data[0])
+        head_size = self._received - len(http.trailing_data[0])
         if head_size > self._config.max_handshake_size:
             return [self._refuse_oversized_head()]
         return [self._route(event)]
+
+    def _http(self) -> h11.Connection:
+        http = self._h11
+        assert http is not None  # released only by accept(), which ends the handshake
+        return http
 
     def _refuse_oversized_head(self) -> Rejected:
         limit = self._config.max_handshake_size
@@ -172,6 +196,10 @@ class WsServer(WsConnection):
         if problem:
             return self._refuse(*problem)
         self._key = fields[b"sec-websocket-key"]
+        options = self._config.compression
+        extensions = fields.get(b"sec-websocket-extensions")
+        if options is not None and extensions is not None:
+            self._agreement = server_agreement(options, extensions.decode("latin-1"))
         return UpgradeRequest(path=path, query=query, headers=headers)
 
     def _check_upgrade(
@@ -216,11 +244,12 @@ class WsServer(WsConnection):
             response = h11.Response(
                 status_code=status, headers=fields, reason=reason_phrase(status)
             )
-        out = [self._h11.send(response) or b""]
+        http = self._http()
+        out = [http.send(response) or b""]
         # A response to HEAD declares its length but carries no body.
         if body and (self._request is None or self._request.method != b"HEAD"):
-            out.append(self._h11.send(h11.Data(data=body)) or b"")
-        out.append(self._h11.send(h11.EndOfMessage()) or b"")
+            out.append(http.send(h11.Data(data=body)) or b"")
+        out.append(http.send(h11.EndOfMessage()) or b"")
         self._out += out
         self._state = WsState.REJECTED
         return decode_headers(response.headers)

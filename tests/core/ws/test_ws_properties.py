@@ -12,6 +12,7 @@ from ws_pair import client_frame, frame, new_client, open_pair, upgrade_request
 from lfws_core.ws import (
     Closed,
     Opened,
+    PerMessageDeflate,
     ServerConfig,
     TextMessage,
     UpgradeRequest,
@@ -47,11 +48,16 @@ def check_stream(peer: WsClient | WsServer, events: list[WsEvent]) -> None:
         assert peer.receive_data(b"\x81\x00") == []
 
 
+DEFLATE = PerMessageDeflate()
+
 Factory = Callable[[], WsClient | WsServer]
 FACTORIES: list[Factory] = [
     lambda: open_pair()[0],
     lambda: open_pair()[1],
     lambda: open_pair(ServerConfig(accept_binary=True))[1],
+    # permessage-deflate agreed: RSV1 frames (rsv=4 below) reach the inflater.
+    lambda: open_pair(ServerConfig(compression=DEFLATE), compression=DEFLATE)[0],
+    lambda: open_pair(ServerConfig(compression=DEFLATE), compression=DEFLATE)[1],
     new_client,
     WsServer,
 ]
