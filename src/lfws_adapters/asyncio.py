@@ -16,10 +16,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import types
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Generator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from ssl import SSLContext, create_default_context
-from typing import Any, NamedTuple, cast
+from typing import NamedTuple, cast
 
 from lfws_core.actions import OpenConnection
 from lfws_core.client import ClientConfig
@@ -36,11 +35,7 @@ __all__ = ["AsyncioLoop", "Client", "Listener", "Server", "connect", "serve", "s
 logger = logging.getLogger("lfws.asyncio")
 
 _FLUSH_AT = 64 * 1024  # the most bytes held back to share one write
-
-
-# Private, but in every asyncio since 3.7: what makes a task the current one.
-_enter_task = getattr(asyncio.tasks, "_enter_task", None)
-_leave_task = getattr(asyncio.tasks, "_leave_task", None)
+_ACCEPT_TURNS = 3  # loop turns from accept() to connection_made()
 
 
 class AsyncioLoop:
@@ -51,18 +46,6 @@ class AsyncioLoop:
         self._tasks: set[asyncio.Task[None]] = set()  # asyncio keeps only weak references
         self.time = loop.time  # bound methods: no extra call on the hot path
         self.call_at = loop.call_at
-        # A task that lends its name to coroutines started at once (see
-        # spawn_eager), parked on this future until one of them suspends.
-        self._worker: asyncio.Task[None] | None = None
-        self._handover: asyncio.Future[tuple[Coroutine[Any, Any, None], object]] | None = None
-        self._closing = False
-        if _enter_task is not None:
-            self._start_worker()  # ready before the first read, so that it starts work at once
-
-    def _start_worker(self) -> None:
-        self._worker = worker = self._loop.create_task(self._work())
-        self._tasks.add(worker)
-        worker.add_done_callback(self._tasks.discard)
 
     def spawn(self, function: Callable[[], Awaitable[None]]) -> None:
         """Run ``function()`` in a task; what it raises is logged."""
@@ -70,53 +53,8 @@ class AsyncioLoop:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def spawn_eager(self, function: Callable[[], Coroutine[Any, Any, None]]) -> None:
-        """Run ``function()`` at once; only if it suspends does a task go on with it.
-
-        Work that never waits (a host writing to an embedded store) then
-        costs no task and no turn of the loop. The coroutine runs as the
-        current task of a parked worker task, which goes on with it if it
-        suspends, so whatever it asks of its task (``asyncio.timeout``, anyio
-        cancel scopes, sniffio) finds the task that finishes it. Inside a
-        running task, or while the worker is busy, it is :meth:`spawn`.
-        """
-        handover = self._handover
-        if handover is None or _enter_task is None or asyncio.current_task() is not None:
-            if self._worker is None and _enter_task is not None and not self._closing:
-                self._start_worker()
-            self.spawn(function)
-            return
-        worker = self._worker
-        coroutine = function()
-        _enter_task(self._loop, worker)
-        try:
-            yielded = coroutine.send(None)
-        except StopIteration:
-            return
-        except Exception:
-            logger.exception("a background task failed")
-            return
-        finally:
-            _leave_task(self._loop, worker)  # type: ignore[misc]  # set with _enter_task
-        self._handover = None  # busy until the worker is done with this one
-        handover.set_result((coroutine, yielded))
-
-    async def _work(self) -> None:
-        try:
-            while True:
-                self._handover = handover = self._loop.create_future()
-                coroutine, yielded = await handover
-                try:
-                    await _resume(coroutine, yielded)
-                except Exception:
-                    logger.exception("a background task failed")
-        finally:
-            self._handover = None
-            self._worker = None
-
     async def aclose(self) -> None:
         """Cancel the tasks still running (and those they start) and wait for them."""
-        self._closing = True
         while tasks := list(self._tasks):
             for task in tasks:
                 task.cancel()
@@ -128,29 +66,6 @@ async def _logged(function: Callable[[], Awaitable[None]]) -> None:
         await function()
     except Exception:
         logger.exception("a background task failed")
-
-
-@types.coroutine
-def _resume(
-    coroutine: Coroutine[Any, Any, None], yielded: object
-) -> Generator[object, object, None]:
-    """Go on with ``coroutine``, which suspended on ``yielded``, as ``await`` would have."""
-    while True:
-        try:
-            sent = yield yielded
-        except GeneratorExit:
-            coroutine.close()
-            raise
-        except BaseException as exc:  # a cancellation, say: it belongs to the coroutine
-            try:
-                yielded = coroutine.throw(exc)
-            except StopIteration:
-                return
-        else:
-            try:
-                yielded = coroutine.send(sent)
-            except StopIteration:
-                return
 
 
 class _Transports(set["_Stream"]):
@@ -336,6 +251,16 @@ async def serve_peers(
     try:
         yield Listener(host, server.sockets[0].getsockname()[1], transports)
     finally:
+        # asyncio (3.11) drops, unclosed and unanswered, a connection it
+        # accepted just before close() (its transport fails to attach to the
+        # closed server): stop accepting first, and let what was accepted
+        # reach its protocol (and be answered) before closing.
+        loop = asyncio.get_running_loop()
+        for sock in server.sockets:
+            with contextlib.suppress(NotImplementedError):  # loops without readers
+                loop.remove_reader(sock.fileno())
+        for _ in range(_ACCEPT_TURNS):
+            await asyncio.sleep(0)
         server.close()
         await transports.abort()
         await server.wait_closed()

@@ -8,9 +8,7 @@ carries out every action of the core:
 
 * store work (apply events, mark synced, sync completed, push failed or
   rejected) runs in one ordered queue, so batches are applied and reported
-  in order; where the runtime can (``spawn_eager``), the queue starts at
-  once, at the end of the callback that filled it, and needs a task only
-  if a host method suspends;
+  in order;
 * credentials and sync filters are asked of the host in their own tasks;
 * an exception in a host method is logged and never stops sync: a failed
   apply is reported to the core, which re-fetches the events later.
@@ -22,9 +20,9 @@ import logging
 import os
 import random
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from functools import partial
-from typing import Any, Protocol
+from typing import Protocol
 
 import anyio
 
@@ -173,11 +171,6 @@ class ClientDriver:
         self._timer_at: float | None = None
         self._store_work: deque[Callable[[], Awaitable[None]]] = deque()
         self._store_busy = False
-        # At once where the runtime can start a coroutine eagerly (then at the
-        # end of _run), else in a task spawned as soon as work is queued.
-        self._spawn_eager: Callable[[Callable[[], Coroutine[Any, Any, None]]], None] | None = (
-            getattr(loop, "spawn_eager", None)
-        )
         self.state_observers: list[Callable[[ConnectionState], None]] = []
         """Called on the loop after each state change, after the host (``wait_for_state``)."""
 
@@ -229,9 +222,15 @@ class ClientDriver:
         self._run(now)
 
     def _transport_lost(self, reason: str) -> None:
+        # A transport can end before the connector returns it (reset at once,
+        # say, by a server that is closing its listener): the attempt failed.
+        made = self._link is not None
         self._link = None
         self._attempt = None
-        self.connection.transport_lost(self.loop.time(), reason)
+        if made:
+            self.connection.transport_lost(self.loop.time(), reason)
+        else:
+            self.connection.transport_failed(self.loop.time(), reason)
         self._run()
 
     # --- carrying out actions ---------------------------------------------------
@@ -249,11 +248,6 @@ class ClientDriver:
                 self._timer.cancel()
             self._timer = None if deadline is None else self.loop.call_at(deadline, self._on_timer)
             self._timer_at = deadline
-        # Only once every action is carried out: a host method started at
-        # once may call the driver again (push, say).
-        if self._store_work and not self._store_busy and self._spawn_eager is not None:
-            self._store_busy = True
-            self._spawn_eager(self._drain_store_work)
 
     def _on_timer(self) -> None:
         self._timer = None
@@ -352,7 +346,7 @@ class ClientDriver:
 
     def _queue_store_work(self, work: Callable[[], Awaitable[None]]) -> None:
         self._store_work.append(work)
-        if self._spawn_eager is None and not self._store_busy:
+        if not self._store_busy:
             self._store_busy = True
             self.loop.spawn(self._drain_store_work)
 

@@ -205,6 +205,10 @@ async def app(
     """Run an app (``async with LocalFirstClient``) that reconnects fast."""
     options.setdefault("reconnect_delay", 0.02)
     options.setdefault("max_reconnect_delay", 0.1)
+    # A reconnect can reach a server's listener in the instant it shuts down
+    # and get a TCP connection nobody answers; the connect timeout ends it.
+    # The default (10 s) is longer than the tests wait.
+    options.setdefault("connect_timeout", 1.0)
     todos = Repository(REPOSITORY)
     ws = WebSocketSyncStrategy(url, **options)
     storage = storage or InMemoryLocalFirstStorage()
