@@ -49,10 +49,28 @@ def render(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def render_targets(results: dict[str, Any]) -> str:
+    """The issue's targets of a run, one row each, with their verdicts."""
+    lines = ["| target | ratio | measured | verdict |", "|---|---|--:|---|"]
+    for name, scenario in results["scenarios"].items():
+        for ratio in scenario["ratios"]:
+            if ratio["target"] is not None:
+                lines.append(
+                    f"| {ratio['meaning']} ({name}) "
+                    f"| `{ratio['numerator']}` / `{ratio['denominator']}` "
+                    f"| {ratio['value']:.2f}x vs {ratio['target']} "
+                    f"| **{'met' if ratio['met'] else 'not met'}** |"
+                )
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.markdown", description=__doc__)
     parser.add_argument("results", type=Path, help="the JSON written by python -m bench --json")
-    print(render(json.loads(parser.parse_args().results.read_text())))
+    results = json.loads(parser.parse_args().results.read_text())
+    print(render(results))
+    print("## Targets\n")
+    print(render_targets(results))
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from bench.cli import SCENARIOS
+from bench.markdown import render, render_targets
 from bench.settings import QUICK
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -46,3 +47,15 @@ def test_quick_run_reports_every_scenario(tmp_path: Path) -> None:
             assert ratio["met"] in (None, True, False)
         # The summary printed for a person names every scenario too.
         assert scenario["title"] in run.stdout
+
+    # The tables of docs/performance.md come from the same JSON: one row per
+    # contender and per ratio, and one per target with its verdict.
+    tables = render(results)
+    targets = render_targets(results)
+    for name, scenario in results["scenarios"].items():
+        assert f"(`{name}`)" in tables
+        for contender in scenario["figures"]:
+            assert f"| `{contender}` |" in tables
+        for ratio in scenario["ratios"]:
+            row = f"| {ratio['meaning']} ({name}) |"
+            assert (row in targets) == (ratio["target"] is not None), row
