@@ -2,8 +2,10 @@
 
 Both runtimes lack ``loop.call_at`` and a synchronous ``transport.write``, and
 both fill the gap the same way: timers run in one task that sleeps until the
-next deadline, and each connection's writes are queued, then sent by the task
-that reads the connection (the reply to a read) or by one writer task.
+next deadline, and each connection's writes go to an :class:`Outbox`, which
+sends them at once when it can (a non-blocking send on a plain socket), else
+through the task that reads the connection (the reply to a read) or one
+writer task.
 The runtime hands in its own primitives (event factory, deadline scope,
 ``start_soon``), so these classes import neither trio nor anyio.
 
@@ -35,7 +37,7 @@ from .auth import Authenticator, Authorizer
 from .driver import ClientDriver, ClientHost, Connector
 from .event_log import EventLog
 from .hub import ServerOptions, SyncHub
-from .runtime import Loop, TimerHandle
+from .runtime import Event, Loop, TimerHandle
 
 __all__ = [
     "ClientTransports",
@@ -43,6 +45,7 @@ __all__ = [
     "Listening",
     "Outbox",
     "TaskLoop",
+    "WriteBatch",
     "lone_error_unwrapped",
     "running_client",
     "serving",
@@ -68,66 +71,104 @@ def lone_error_unwrapped() -> Iterator[None]:
         raise
 
 
-class Event(Protocol):
-    """A one-shot event: ``trio.Event`` or ``anyio.Event``."""
+class WriteBatch:
+    """The outboxes of one listener (or client) written to while one of them handles a read.
 
-    def set(self) -> None: ...
+    What a read produces (the reply, its acks, broadcasts to the other
+    connections) is held until the read is handled, then leaves in one send
+    per connection instead of one per frame.
+    """
 
-    async def wait(self) -> None: ...
+    __slots__ = ("held", "reading")
+
+    def __init__(self) -> None:
+        self.reading = False
+        self.held: list[Outbox] = []
+
+    def feed(self, data_received: Callable[[bytes], None], data: bytes, reader: Outbox) -> None:
+        """Hand a read to ``data_received``, then send what it wrote (but ``reader``'s)."""
+        self.reading = True  # reads never nest: each is one synchronous call
+        try:
+            data_received(data)
+        finally:
+            self.reading = False
+            held, self.held = self.held, []
+            for outbox in held:
+                if outbox is not reader:
+                    outbox._release()
 
 
 class Outbox:
-    """A :class:`~lfws_adapters.runtime.Link` whose bytes the reader or a writer task sends.
+    """A :class:`~lfws_adapters.runtime.Link` whose bytes go out at once, or via a writer task.
 
-    ``write`` only queues. What a read produces (the reply, its acks) is sent
-    by the task that read it, once the receiver is done with the read
-    (:meth:`feed`, then :meth:`flush`): no other task is woken for it. Bytes
-    written outside a read (a broadcast from another connection's read, an
-    ack from a store task, a client's push) wake the writer task
-    (:meth:`pump`), which coalesces a burst into one send. One send is in
-    progress at a time; what is written meanwhile waits for it.
+    With ``send_now`` (a non-blocking send on the socket, returning how many
+    bytes the kernel took) a write leaves at once, as asyncio's ``write``
+    does; what the kernel does not take, and every write without
+    ``send_now`` (TLS), wakes the writer task (:meth:`pump`), which
+    coalesces what queued meanwhile into one send. Writes made while a
+    connection of the same :class:`WriteBatch` handles a read wait for the
+    read's end: then each connection sends them in one go; the reader sends
+    its own connection's (:meth:`flush`), so no other task is woken for a
+    reply. One send is in progress at a time; what is written meanwhile waits
+    for it.
 
-    ``buffered`` counts the bytes queued behind a send in progress: those the
-    OS has not taken. Bytes queued while no send is in progress go out on
-    the sender's next turn, as asyncio's ``write`` hands them to the kernel
-    at once, so a healthy peer is never mistaken for a slow one.
+    ``buffered`` counts the bytes the kernel has not taken: queued behind a
+    send in progress, or refused by ``send_now``. Bytes held for the end of a
+    read do not count: they go out before the read's task yields.
     :meth:`drained` waits for the queue to be taken.
     """
 
     __slots__ = (
+        "_backlog",
+        "_batch",
         "_chunks",
         "_closing",
+        "_held",
         "_new_event",
-        "_reading",
+        "_send_now",
         "_sending",
         "_size",
         "_taken",
         "_wake",
     )
 
-    def __init__(self, new_event: Callable[[], Event]) -> None:
+    def __init__(
+        self,
+        new_event: Callable[[], Event],
+        batch: WriteBatch,
+        send_now: Callable[[bytes], int] | None = None,
+    ) -> None:
         self._new_event = new_event
+        self._batch = batch
+        self._send_now = send_now
         self._wake = new_event()
         self._taken: Event | None = None  # made by drained(), the rare waiter
         self._chunks: list[bytes] = []
         self._size = 0
         self._sending = False
-        self._reading = False
+        self._backlog = False  # the writer task has what send_now left
+        self._held = False  # in the batch, until the read's end
         self._closing = False
 
     def write(self, data: bytes) -> None:
-        if not self._closing:
-            self._chunks.append(data)
-            self._size += len(data)
-            if not (self._reading or self._sending):
-                self._wake.set()
+        if self._closing:
+            return
+        self._chunks.append(data)
+        self._size += len(data)
+        if self._sending or self._backlog or self._held:
+            return  # the send in progress, the writer or the read's end takes it
+        if self._batch.reading:
+            self._held = True
+            self._batch.held.append(self)
+        else:
+            self._release()
 
     def close(self) -> None:
         self._closing = True
         self._wake.set()
 
     def buffered(self) -> int:
-        return self._size if self._sending else 0
+        return self._size if self._sending or self._backlog else 0
 
     async def drained(self) -> None:
         while self.buffered():
@@ -135,24 +176,37 @@ class Outbox:
                 self._taken = self._new_event()
             await self._taken.wait()
 
-    def feed(self, data_received: Callable[[bytes], None], data: bytes) -> None:
-        """Hand a read to ``data_received``; what it writes waits for :meth:`flush`."""
-        self._reading = True
-        try:
-            data_received(data)
-        finally:
-            self._reading = False
-
     async def flush(self, send: Callable[[bytes], Awaitable[None]]) -> None:
-        """Send, from the reader, what the last read produced (unless a send is in progress).
+        """Send, from the reader, what its read produced (unless a send is in progress).
 
-        What is written during that send is left to the writer task: the
-        reader goes back to reading.
+        Without ``send_now`` the reader awaits the send itself; what is
+        written during it is left to the writer task: the reader goes back
+        to reading.
         """
-        if self._chunks and not self._sending:
+        self._held = False
+        if self._send_now is not None or self._sending or self._backlog:
+            self._release()
+        elif self._chunks:
             await self._send(send)
             if self._chunks or self._closing:
                 self._wake.set()
+
+    def _release(self) -> None:
+        # Send what is queued now if the socket takes it, else wake the writer.
+        self._held = False
+        if not self._chunks or self._sending or self._backlog:
+            return
+        if self._send_now is not None:
+            data = b"".join(self._chunks) if len(self._chunks) > 1 else self._chunks[0]
+            sent = self._send_now(data)
+            if sent == len(data):
+                self._chunks.clear()
+                self._size = 0
+                return
+            self._chunks[:] = (data[sent:],)
+            self._size = len(data) - sent
+            self._backlog = True
+        self._wake.set()
 
     async def pump(self, send: Callable[[bytes], Awaitable[None]]) -> None:
         """Send what is written until closed and flushed; ``send`` errors propagate."""
@@ -175,7 +229,7 @@ class Outbox:
         # Coalesce: a broadcast burst becomes one send, not one per frame.
         data = b"".join(self._chunks)
         self._chunks.clear()
-        self._size, self._sending = 0, True
+        self._size, self._sending, self._backlog = 0, True, False
         self._queue_taken()
         try:
             await send(data)
@@ -215,6 +269,9 @@ class TaskLoop:
 
     def time(self) -> float:
         return self._clock()
+
+    def new_event(self) -> Event:
+        return self._new_event()
 
     def call_at(self, when: float, callback: Callable[[], None]) -> TimerHandle:
         return self._timers.call_at(when, callback)

@@ -5,7 +5,9 @@ Each transport is one :class:`asyncio.Protocol` that is also the drivers'
 wait for its end and leave in one ``transport.write`` per transport: all that
 answers one read (replies, acks of stores that finished at once, broadcasts
 to the other clients) costs one system call each. Any other write (a client's
-push, an ack from a store task) goes out at once.
+push, an ack from a store task) goes out at once, unless another went out at
+once since the transport's last read: then it and those that follow in the
+same loop turn leave together at the turn's end (pipelined pushes).
 The transport's write flow control (``pause_writing``/``resume_writing``,
 with a zero low-water mark) tells :meth:`~lfws_adapters.runtime.Link.drained`
 waiters when the backlog is gone.
@@ -52,6 +54,10 @@ class AsyncioLoop:
         task = self._loop.create_task(_logged(function))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def new_event(self) -> asyncio.Event:
+        """Return an ``asyncio.Event``."""
+        return asyncio.Event()
 
     async def aclose(self) -> None:
         """Cancel the tasks still running (and those they start) and wait for them."""
@@ -139,6 +145,7 @@ class _Stream(asyncio.Protocol):
         self._loop = asyncio.get_running_loop()
         self._pending: list[bytes] = []
         self._pending_size = 0
+        self._wrote = False  # a write went out at once since the last read or flush
         self._abort_timer: asyncio.TimerHandle | None = None
         self._emptied = _Flag()
         self.gone = _Flag()
@@ -152,6 +159,7 @@ class _Stream(asyncio.Protocol):
         self._receiver = self._start(self, f"{address[0]}:{address[1]}" if address else "?")
 
     def data_received(self, data: bytes) -> None:
+        self._wrote = False
         batch = self._transports
         batch.reading = True  # callbacks never nest: no read is handled already
         try:
@@ -180,14 +188,23 @@ class _Stream(asyncio.Protocol):
 
     def write(self, data: bytes) -> None:
         batch = self._transports
-        if not batch.reading:
-            # Nothing else will join it: waiting would only cost a loop turn.
-            # (Nothing is held here: a read's writes leave when it is handled.)
+        if batch.reading:
+            if not self._pending:
+                batch.held.append(self)
+        elif self._pending or self._wrote:
+            # A second write since the last read or flush: likely a burst
+            # (pipelined pushes). It and those that follow in this loop turn
+            # leave together at the turn's end.
+            if not self._pending:
+                self._loop.call_soon(self._flush_turn)
+        else:
+            # Likely alone (a push awaiting its ack): waiting would only cost
+            # a loop turn. (Nothing is held here: a read's writes leave when
+            # it is handled.)
+            self._wrote = True
             if not self._transport.is_closing():
                 self._transport.write(data)
             return
-        if not self._pending:
-            batch.held.append(self)
         self._pending.append(data)
         self._pending_size += len(data)
         if self._pending_size >= _FLUSH_AT:
@@ -217,6 +234,10 @@ class _Stream(asyncio.Protocol):
     def abort(self) -> None:
         self._pending.clear()
         self._transport.abort()
+
+    def _flush_turn(self) -> None:
+        self._wrote = False
+        self._flush()
 
     def _flush(self) -> None:
         if self._pending:

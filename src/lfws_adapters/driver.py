@@ -50,7 +50,7 @@ from lfws_core.errors import LocalProtocolError
 from lfws_core.events import JsonValue, SyncEvent
 
 from .auth import AuthCredentials
-from .runtime import Link, Loop, TimerHandle
+from .runtime import Event, Link, Loop, TimerHandle
 
 __all__ = ["ClientBase", "ClientDriver", "ClientHost", "Connector", "Receiver"]
 
@@ -171,6 +171,8 @@ class ClientDriver:
         self._timer_at: float | None = None
         self._store_work: deque[Callable[[], Awaitable[None]]] = deque()
         self._store_busy = False
+        self._store_worker = False  # started by the first store work, then waits for more
+        self._store_wake: Event | None = None  # what the idle worker waits on
         self.state_observers: list[Callable[[ConnectionState], None]] = []
         """Called on the loop after each state change, after the host (``wait_for_state``)."""
 
@@ -346,20 +348,33 @@ class ClientDriver:
 
     def _queue_store_work(self, work: Callable[[], Awaitable[None]]) -> None:
         self._store_work.append(work)
-        if not self._store_busy:
-            self._store_busy = True
-            self.loop.spawn(self._drain_store_work)
+        if self._store_wake is not None:
+            self._store_wake.set()
+            self._store_wake = None
+        elif not self._store_worker:
+            self._store_worker = True
+            self.loop.spawn(self._work_store)
 
-    async def _drain_store_work(self) -> None:
+    async def _work_store(self) -> None:
+        # One long-lived task: waking it costs less than starting a task per ack.
         try:
-            while self._store_work:
-                work = self._store_work.popleft()
-                try:
-                    await work()
-                except Exception:
-                    logger.exception("the local store failed")
+            while True:
+                while self._store_work:
+                    work = self._store_work.popleft()
+                    self._store_busy = True
+                    try:
+                        await work()
+                    except Exception:
+                        logger.exception("the local store failed")
+                    finally:
+                        self._store_busy = False
+                wake = self.loop.new_event()
+                self._store_wake = wake
+                await wake.wait()
         finally:
-            self._store_busy = False
+            # Cancelled, or a store raised a BaseException: the next work
+            # starts a new worker instead of waiting for this one forever.
+            self._store_worker, self._store_wake = False, None
 
     async def _apply(self, action: ApplyEvents) -> None:
         try:

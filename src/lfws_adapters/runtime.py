@@ -6,7 +6,7 @@ share: carrying out the core's actions, talking to stores and to the app.
 Each runtime (asyncio, trio, anyio) supplies only these two small services,
 so the adapters stay short and alike:
 
-* a :class:`Loop`: the clock, one-shot timers and background tasks;
+* a :class:`Loop`: the clock, one-shot timers, background tasks and events;
 * a :class:`Link` per connection: write bytes, close, report the backlog
   and wait for it to drain.
 
@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
-__all__ = ["Link", "Loop", "PeerFactory", "TransportPeer", "TimerHandle"]
+__all__ = ["Event", "Link", "Loop", "PeerFactory", "TimerHandle", "TransportPeer"]
 
 
 class TimerHandle(Protocol):
@@ -27,6 +27,16 @@ class TimerHandle(Protocol):
 
     def cancel(self) -> None:
         """Cancel the call if it has not run yet."""
+
+
+class Event(Protocol):
+    """A one-shot event of the runtime (``asyncio.Event``, ``trio.Event``, ``anyio.Event``)."""
+
+    def set(self) -> None:
+        """Wake every waiter, now and later."""
+
+    async def wait(self) -> object:
+        """Return once :meth:`set` was called."""
 
 
 class Loop(Protocol):
@@ -45,6 +55,10 @@ class Loop(Protocol):
 
         The task must not raise: the drivers catch and log what they start.
         """
+        ...
+
+    def new_event(self) -> Event:
+        """Return a new :class:`Event`: a long-lived task waits on one for work."""
         ...
 
 

@@ -4,16 +4,19 @@
 and :class:`~lfws_adapters.driver.ClientDriver`; this module only supplies
 trio's clock, timers and tasks (a :class:`~lfws_adapters._streams.TaskLoop`)
 and a :class:`~lfws_adapters.runtime.Link` per TCP or TLS stream: a reader
-task feeding the peer 64 KiB at a time, which also sends what each read
-produced, and a writer task sending what is written between reads
-(broadcasts, acks of store tasks, a client's pushes). The life cycle of
-``async with`` is shared with the anyio adapter
+task feeding the peer 64 KiB at a time, and a writer task. On plain TCP a
+write goes to the socket at once, the writer taking only what the kernel
+refused; on TLS the reader sends what each read produced and the writer what
+is written between reads (broadcasts, acks of store tasks, a client's
+pushes). The life cycle of ``async with`` is shared with the anyio adapter
 (:func:`~lfws_adapters._streams.serving`, :func:`~lfws_adapters._streams.running_client`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from contextlib import asynccontextmanager
 from functools import partial
@@ -25,7 +28,14 @@ import trio
 from lfws_core.actions import OpenConnection
 from lfws_core.client import ClientConfig
 
-from ._streams import Outbox, TaskLoop, lone_error_unwrapped, running_client, serving
+from ._streams import (
+    Outbox,
+    TaskLoop,
+    WriteBatch,
+    lone_error_unwrapped,
+    running_client,
+    serving,
+)
 from .auth import Authenticator, Authorizer
 from .driver import ClientBase, ClientHost, Receiver
 from .event_log import EventLog
@@ -76,22 +86,65 @@ async def _open_loop() -> AsyncIterator[tuple[TaskLoop, trio.Nursery]]:
         yield loop, nursery
 
 
-def _lost(error: trio.BrokenResourceError) -> str:
-    return f"connection lost: {error.__cause__ or error!r}"  # the cause: OSError, SSLError
+def _lost(error: trio.BrokenResourceError | OSError) -> str:
+    # A stream's error carries the cause (OSError, SSLError); a socket's is one.
+    cause = error if isinstance(error, OSError) else error.__cause__
+    return f"connection lost: {cause or error!r}"
+
+
+def _sender(raw: trio.socket.SocketType) -> Callable[[bytes], int]:
+    def send_now(data: bytes) -> int:
+        fd = raw.fileno()
+        if fd == -1:  # closed: its number may be another file's by now
+            return 0
+        try:
+            return os.write(fd, data)
+        except OSError:  # full, or broken: the writer task's send finds out which
+            return 0
+
+    return send_now
 
 
 class _StreamLink(Outbox):
-    """A trio stream as a Link: the reader sends each read's reply, a writer task the rest."""
+    """A trio stream as a Link: writes leave at once when the socket takes them (plain TCP).
 
-    __slots__ = ("_flushing", "_stream", "error", "finished")
+    trio has no synchronous send, so on a plain TCP stream a write goes
+    straight to its socket's descriptor (``os.write``): one the kernel takes
+    at once (the usual case) costs no task switch and no checkpoint. The
+    rest, and everything on TLS, goes through the reader (a read's reply) or
+    the writer task (see :class:`~lfws_adapters._streams.Outbox`). The reader
+    reads that descriptor too, once trio says it is readable: one system
+    call per read, not two. Each use first checks that the socket is still
+    open (``fileno() != -1``), with no checkpoint in between, so a closed
+    socket's number, reused by another file, is never touched.
+    """
 
-    def __init__(self, stream: trio.abc.Stream) -> None:
-        super().__init__(trio.Event)
+    __slots__ = ("_flushing", "_raw", "_stream", "error", "finished")
+
+    def __init__(self, stream: trio.abc.Stream, batch: WriteBatch) -> None:
+        raw = stream.socket if isinstance(stream, trio.SocketStream) else None
+        super().__init__(trio.Event, batch, None if raw is None else _sender(raw))
+        self._raw = raw
         self._stream = stream
         self._flushing = trio.CancelScope()
         self.error: str | None = None
         self.finished = trio.Event()
         """Set once the transport ended and the receiver heard of it."""
+
+    async def _receive(self) -> bytes:
+        raw = self._raw
+        if raw is None:
+            return bytes(await self._stream.receive_some(_READ_SIZE))
+        # Wait first: a read's reply rarely arrives before the reader is back.
+        while True:
+            if raw.fileno() == -1:  # closed by the writer (or after our wake-up)
+                raise trio.ClosedResourceError
+            await trio.lowlevel.wait_readable(raw)  # closing it wakes us too
+            fd = raw.fileno()
+            if fd == -1:
+                raise trio.ClosedResourceError
+            with contextlib.suppress(BlockingIOError):  # woken for nothing
+                return os.read(fd, _READ_SIZE)
 
     def close(self) -> None:
         # Flush, but not forever: a peer that stopped reading gets cut off.
@@ -112,12 +165,14 @@ class _StreamLink(Outbox):
     async def _receive_all(self, receiver: Receiver) -> str | None:
         """Feed reads to ``receiver``; return why the stream failed, or None at its end."""
         try:
-            while data := await self._stream.receive_some(_READ_SIZE):
-                self.feed(receiver.data_received, bytes(data))
+            while data := await self._receive():
+                self._batch.feed(receiver.data_received, data, self)
                 await self.flush(self._stream.send_all)
         except trio.ClosedResourceError:  # by the writer, done or failed
             return self.error or "connection closed"
         except trio.BrokenResourceError as error:
+            return _lost(error)
+        except OSError as error:  # the socket's own reads (plain TCP)
             return _lost(error)
         # The end of input is input too: a client that half-closes after an
         # HTTP request still gets the answer; the receiver closes the link.
@@ -159,6 +214,7 @@ class Listener:
         self.port = port
         """The port listened on (the real one, also when 0 was asked for)."""
         self._links: set[_StreamLink] = set()
+        self._batch = WriteBatch()
 
     async def drain(self, timeout: float) -> None:
         """Wait up to ``timeout`` seconds (even when cancelled) for every transport to end."""
@@ -167,7 +223,7 @@ class Listener:
                 await link.finished.wait()
 
     async def _accept(self, stream: trio.abc.Stream) -> None:
-        link = _StreamLink(stream)
+        link = _StreamLink(stream, self._batch)
         self._links.add(link)
         try:
             raw = stream.transport_stream if isinstance(stream, trio.SSLStream) else stream
@@ -239,6 +295,7 @@ class _Connector:
     ) -> None:
         self._start_soon = start_soon
         self._ssl = ssl
+        self._batch = WriteBatch()
         self.link: _StreamLink | None = None
 
     async def wait_closed(self, timeout: float) -> None:
@@ -259,7 +316,7 @@ class _Connector:
                 if isinstance(error, trio.BrokenResourceError):
                     raise OSError(_lost(error)) from error
                 raise
-        link = self.link = _StreamLink(stream)
+        link = self.link = _StreamLink(stream, self._batch)
         self._start_soon(partial(link.run, lambda: receiver))
         return link
 

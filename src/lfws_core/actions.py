@@ -9,10 +9,11 @@ user code. Requests that need an answer carry a ``request_id`` (server) or
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TypeAlias
 
+from ._builders import slot_builder
 from .events import JsonValue, SyncEvent
 
 __all__ = [
@@ -343,6 +344,16 @@ class EventsStored:
 
     repository: str
     events: tuple[SyncEvent, ...]
+
+
+# The server builds these for every push (values already checked).
+_send_message: Callable[[str], SendMessage] = slot_builder(SendMessage, "text")
+_store_events: Callable[[int, str, tuple[SyncEvent, ...], object], StoreEvents] = slot_builder(
+    StoreEvents, "request_id", "repository", "events", "principal"
+)
+_events_stored: Callable[[str, tuple[SyncEvent, ...]], EventsStored] = slot_builder(
+    EventsStored, "repository", "events"
+)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -43,6 +43,7 @@ from itertools import chain
 from types import MappingProxyType
 from typing import Final, cast
 
+from ._builders import slot_builder
 from ._names import name_fault
 from .actions import (
     ApplyEvents,
@@ -61,6 +62,7 @@ from .actions import (
     ServerErrorReported,
     SyncCompleted,
     SyncFiltersNeeded,
+    _send_message,
 )
 from .backoff import Backoff
 from .close_codes import CloseCode
@@ -215,6 +217,8 @@ late reports about it and late messages are accepted and ignored.
 
 _OPEN = frozenset({ConnectionState.AUTHENTICATING, ConnectionState.SYNCING, ConnectionState.LIVE})
 _HAS_CONNECTION = _OPEN | {ConnectionState.CONNECTING}
+# ConnectionState.connected as a set: a property call costs more, on every push.
+_CONNECTED = frozenset(state for state in ConnectionState if state.connected)
 
 # The PushFailed reason of an event no message under the server's limit can carry.
 _TOO_BIG = "event larger than the server's message limit"
@@ -243,6 +247,17 @@ _CLIENT_ONLY_TYPES: Mapping[type[ClientMessage], str] = MappingProxyType(
     }
 )
 _MESSAGE_TYPES = (*_CLIENT_ONLY_TYPES, AuthSuccess, Events, Ack, SyncComplete, Error, Ping, Pong)
+
+
+# Every read of acks builds one.
+_mark_synced: Callable[[Mapping[str, tuple[str, ...]]], MarkSynced] = slot_builder(
+    MarkSynced, "repositories"
+)
+
+
+# Holds the place of the MarkSynced of the acks in a row until they are all
+# in (see ClientSession._on_ack); it never leaves the session.
+_MARKING = MarkSynced(repositories=MappingProxyType({}))
 
 
 # --- configuration ------------------------------------------------------------
@@ -369,6 +384,12 @@ def _checked_headers(headers: object) -> Mapping[str, str]:
 
 def _check_repository(repository: object) -> None:
     _check_name("a repository name", repository)
+
+
+def _usual_name(value: object) -> bool:
+    """Whether ``value`` is a name :func:`_check_name` passes, told cheaply for the usual one."""
+    # ASCII without NUL needs no name_fault() (a call) and no UTF-8 attempt.
+    return type(value) is str and value.isascii() and "\x00" not in value and value != ""
 
 
 def _check_name(what: str, value: object) -> None:
@@ -675,32 +696,37 @@ class ClientSession:
         could keep them).
         """
         self._check(ClientInput.PUSH)
-        _check_repository(repository)
+        if not _usual_name(repository):
+            _check_repository(repository)
         if not isinstance(event, SyncEvent):
             raise LocalProtocolError(f"push needs a SyncEvent, not {type(event).__name__}")
-        _check_name("an event id", event.event_id)
-        _check_name("a document id", event.data_id)
         event_id = event.event_id
-        if event_id in self._in_flight:
+        if not _usual_name(event_id):
+            _check_name("an event id", event_id)
+        if not _usual_name(event.data_id):
+            _check_name("a document id", event.data_id)
+        in_flight, queued = self._in_flight, self._queued
+        if event_id in in_flight:
             return PushResult.SENT
-        if event_id in self._queued:
+        if event_id in queued:
             return PushResult.QUEUED
         pending = _Pending(repository, event, now)
-        full = self.pending_count >= self._config.max_pending
+        config = self._config
+        full = len(in_flight) + len(queued) >= config.max_pending
         # Sending directly only when nothing waits keeps the push order.
-        if self._state.connected and not self._queued:
+        if self._state in _CONNECTED and not queued:
             if full:
                 return self._refuse_push(pending, "too many events are waiting for an ack")
             text = encode_message(PushEvent(repository=repository, event=event))
-            if utf8_size_over(text, self._config.max_message_size):
+            if utf8_size_over(text, config.max_message_size):
                 return self._refuse_push(pending, _TOO_BIG)
-            self._in_flight[event_id] = pending
-            self._emit(SendMessage(text=text))
+            in_flight[event_id] = pending
+            self._actions.append(_send_message(text))
             return PushResult.SENT
-        if not self._config.enable_pending_queue:
+        if not config.enable_pending_queue:
             return self._refuse_push(pending, "not connected and the pending queue is disabled")
         if full:
-            if self._config.overflow_policy is OverflowPolicy.REJECT_NEW:
+            if config.overflow_policy is OverflowPolicy.REJECT_NEW:
                 return self._refuse_push(pending, "the pending queue is full")
             # Not connected (nothing in flight) or still flushing (the queue is
             # ahead of every sent event), so the full queue is not empty.
@@ -921,13 +947,19 @@ class ClientSession:
     # --- messages ---------------------------------------------------------------------
 
     def _receiving(self) -> bool:
-        self._check(ClientInput.MESSAGE_RECEIVED)
         if self._state not in _OPEN:
-            return False  # a late message from a connection given up
+            # Misuse before any connection; else a late message from one given up.
+            self._check(ClientInput.MESSAGE_RECEIVED)
+            return False
+        # (The table lets every open state receive, without moving.)
         self._timers.pop(_Timer.PONG, None)  # any message proves the link alive
         return True
 
     def _dispatch(self, message: Message, now: float) -> None:
+        # The answer to every push first, without the match's dozen class tests.
+        if isinstance(message, Ack) and self._state is not ConnectionState.AUTHENTICATING:
+            self._on_ack(message)
+            return
         match message:
             case Ping():
                 self._send(Pong())
@@ -955,9 +987,7 @@ class ClientSession:
                 self._emit(ProtocolErrorReported(reason="a message before auth_success, ignored"))
             case Events(repository=repository, events=events):
                 self._on_events(repository, events)
-            case Ack():
-                self._on_ack(message)
-            case _:  # SyncComplete, the only type left
+            case _:  # SyncComplete, the only type left (Ack is taken above)
                 self._on_sync_complete(now)
 
     def _send_auth(self, now: float) -> None:
@@ -1041,25 +1071,28 @@ class ClientSession:
     def _on_ack(self, ack: Ack) -> None:
         # One MarkSynced for acks in a row (those of one read): join the last one.
         marking = self._marking
-        joining = marking is not None and marking[0] == len(self._actions) - 1
+        actions = self._actions
+        joining = marking is not None and marking[0] == len(actions) - 1
         synced: dict[str, list[str]] = marking[1] if marking is not None and joining else {}
+        in_flight, queued = self._in_flight, self._queued
         for event_id in chain(ack.event_ids, *ack.repositories.values()):
-            pending = self._in_flight.pop(event_id, None) or self._queued.pop(event_id, None)
+            pending = in_flight.pop(event_id, None) or queued.pop(event_id, None)
             if pending is not None:  # unknown or already acknowledged: nothing to do
                 synced.setdefault(pending.repository, []).append(event_id)
         if synced and not joining:
-            self._write_marking()
-            self._marking = (len(self._actions), synced)
-            self._emit(MarkSynced(repositories={}))  # a placeholder, see _write_marking
+            if marking is not None:  # an earlier one, which this one cannot join
+                self._write_marking()
+            self._marking = (len(actions), synced)
+            actions.append(_MARKING)  # a placeholder, see _write_marking
 
     def _write_marking(self) -> None:
         """Put the ids of the open MarkSynced in it: no ack can join it any more."""
-        if self._marking is not None:
-            index, synced = self._marking
-            self._marking = None
-            self._actions[index] = MarkSynced(
-                repositories={repository: tuple(ids) for repository, ids in synced.items()}
-            )
+        assert self._marking is not None  # both callers test it first
+        index, synced = self._marking
+        self._marking = None
+        self._actions[index] = _mark_synced(
+            {repository: tuple(ids) for repository, ids in synced.items()}
+        )
 
     def _on_sync_complete(self, now: float) -> None:
         # The reference server answers a bare request_all_events with one
@@ -1192,7 +1225,7 @@ class ClientSession:
         self._actions.append(action)
 
     def _send(self, message: ClientMessage) -> None:
-        self._actions.append(SendMessage(text=encode_message(message)))
+        self._actions.append(_send_message(encode_message(message)))
 
 
 def _batch_text(repository: str, queued: tuple[_Pending, ...]) -> str:

@@ -52,6 +52,8 @@ from .messages import (
     RequestAllEvents,
     RequestEvents,
     SyncComplete,
+    _ack,
+    _push_event,
 )
 
 __all__ = [
@@ -63,6 +65,7 @@ __all__ = [
     "STDLIB_JSON",
     "decode_message",
     "encode_message",
+    "encode_push_ack",
     "encode_to_fit",
     "utf8_size_over",
 ]
@@ -261,7 +264,7 @@ def _plain_push_event(obj: _Object) -> Message | None:
     if len(obj) != 3 or not _plain_name(repository):
         return None
     event = _plain_event(obj.get("event"), 2)
-    return None if event is None else PushEvent(repository=repository, event=event)
+    return None if event is None else _push_event(repository, event)
 
 
 def _plain_events(obj: _Object) -> Message | None:
@@ -284,6 +287,14 @@ def _plain_events(obj: _Object) -> Message | None:
 def _plain_ack(obj: _Object) -> Message | None:
     # Every field of an ack is a string, a list of strings or an object of
     # those: a decoded one is within the limits.
+    ids = obj.get("eventIds")
+    by_repository = obj.get("repositories")
+    if len(obj) == 3 and type(by_repository) is dict and len(by_repository) == 1:
+        # The usual ack, of one push: the same ids for one repository.
+        ((name, named),) = by_repository.items()
+        if named == ids and name and type(ids) is list and all(type(i) is str and i for i in ids):
+            event_ids: tuple[str, ...] = tuple(ids)  # type: ignore[arg-type]  # checked
+            return _ack(event_ids, {name: event_ids})
     if not obj.keys() <= _ACK_FIELDS:
         return None
     try:
@@ -464,6 +475,23 @@ def encode_message(message: Message, *, backend: JsonBackend | None = None) -> s
     if encoder is None:
         raise LocalProtocolError(f"not a protocol message: {type(message).__name__}")
     return (DEFAULT_BACKEND if backend is None else backend).dumps(encoder(message))
+
+
+def encode_push_ack(repository: str, event_ids: tuple[str, ...]) -> str:
+    """Encode the ``ack`` of one push: ``event_ids``, all of ``repository``.
+
+    The text of ``encode_message(Ack(event_ids=event_ids,
+    repositories={repository: event_ids}))``, written from a template when
+    no string needs escaping (the usual ids and names), which the server
+    does for every push.
+    """
+    # Both backends write a string as is between quotes when none of its
+    # characters needs escaping: test them all at once.
+    written = repository + "".join(event_ids)
+    if written.isascii() and written.isprintable() and '"' not in written and "\\" not in written:
+        ids = '"' + '","'.join(event_ids) + '"' if event_ids else ""
+        return f'{{"type":"ack","eventIds":[{ids}],"repositories":{{"{repository}":[{ids}]}}}}'
+    return encode_message(Ack(event_ids=event_ids, repositories={repository: event_ids}))
 
 
 # --- size limits ---------------------------------------------------------------

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
+from ._builders import slot_builder
 from .actions import (
     Action,
     ClientAction,
@@ -27,7 +28,6 @@ from .actions import (
     OpenConnection,
     SendBytes,
     SendMessage,
-    ServerAction,
 )
 from .client import ClientConfig, ClientSession
 from .errors import LocalProtocolError
@@ -60,6 +60,11 @@ HANDSHAKE_TIMEOUT = 10.0
 # RFC 6455 §5.5: a close payload is at most 125 bytes, 2 of them the code.
 _MAX_CLOSE_REASON_BYTES = 123
 
+_WS_OPEN = WsState.OPEN  # a global lookup, not an attribute one, on every message
+
+
+_send_bytes: Callable[[bytes], SendBytes] = slot_builder(SendBytes, "data")
+
 
 def _close_reason(reason: str) -> str:
     """Fit ``reason`` into a close frame (123 bytes of UTF-8, RFC 6455 §5.5).
@@ -81,22 +86,27 @@ class _Output:
         self._chunks: list[bytes] = []  # writes since the last other action
 
     def write(self, data: bytes) -> None:
-        if data:
-            self._chunks.append(data)
+        # Never empty: the callers write frames, or test what they drained.
+        self._chunks.append(data)
 
     def append(self, action: Action) -> None:
-        self._flush()
+        if self._chunks:
+            self._flush()
         self.actions.append(action)
 
     def _flush(self) -> None:
-        if self._chunks:
-            # Joined once: a large queue flush stays linear, and it is one write.
-            self.actions.append(SendBytes(data=b"".join(self._chunks)))
-            self._chunks.clear()
+        chunks = self._chunks
+        # Joined once: a large queue flush stays linear, and it is one write.
+        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        chunks.clear()
+        self.actions.append(_send_bytes(data))
 
     def drain(self) -> list[Action]:
-        self._flush()
+        if self._chunks:
+            self._flush()
         actions = self.actions
+        if not actions:
+            return []  # most drains find nothing: a fresh list costs less than a swap
         self.actions = []
         return actions
 
@@ -167,8 +177,13 @@ class ClientConnection:
         ws = self._ws
         if ws is None:
             return
+        session = self.session
         for event in ws.receive_data(data):
-            if self._attached:
+            if not self._attached:
+                continue
+            if type(event) is TextMessage:
+                session.receive_text(event.text, now)
+            else:
                 self._forward(event, now)
         self._flush(ws)
 
@@ -202,17 +217,25 @@ class ClientConnection:
 
         ``now`` dates the close timeout of a close the session asked for.
         """
-        for action in self.session.drain_actions():
-            self._translate(action, now)
+        actions = self.session.drain_actions()
+        if actions:
+            out = self._out
+            for action in actions:
+                if type(action) is SendMessage:  # the usual action, in line
+                    ws = self._ws
+                    if ws is not None and self._attached and ws.state is _WS_OPEN:
+                        ws.send_text(action.text)
+                        out.write(ws.data_to_send())
+                else:
+                    self._translate(action, now)
         return self._out.drain()
 
     # --- internals ------------------------------------------------------------
 
     def _forward(self, event: WsEvent, now: float) -> None:
+        """Pass on what is not a text message (those go straight to the session)."""
         session = self.session
-        if type(event) is TextMessage:
-            session.receive_text(event.text, now)
-        elif isinstance(event, Opened):
+        if isinstance(event, Opened):
             session.connection_made(now)
         elif isinstance(event, Rejected):
             self._attached = False
@@ -222,23 +245,22 @@ class ClientConnection:
             session.connection_lost(now, event.reason or "closed", event.code)
 
     def _flush(self, ws: WsConnection) -> None:
-        self._out.write(ws.data_to_send())
+        data = ws.data_to_send()
+        if data:
+            self._out.write(data)
         if ws.transport_should_close and self._ws is ws:
             self._ws = None
             self._close_deadline = None
             self._out.append(CloseTransport())
 
     def _translate(self, action: ClientAction, now: float) -> None:
+        """Carry out an action that is not a ``SendMessage`` (see :meth:`drain_actions`)."""
         ws = self._ws
-        if type(action) is SendMessage:
-            if ws is not None and self._attached and ws.state is WsState.OPEN:
-                ws.send_text(action.text)
-                self._out.write(ws.data_to_send())
-        elif isinstance(action, CloseConnection):
+        if isinstance(action, CloseConnection):
             # The close handshake runs on with the old WebSocket; its end (or
             # the timeout) closes the transport, and the session never hears.
             self._attached = False
-            if ws is not None and ws.state is WsState.OPEN:
+            if ws is not None and ws.state is _WS_OPEN:
                 ws.close(action.code, _close_reason(action.reason))
                 self._out.write(ws.data_to_send())
                 self._close_deadline = now + self._close_timeout
@@ -357,9 +379,18 @@ class ServerConnection:
 
     def drain_actions(self, now: float) -> list[Action]:
         """Return the actions to carry out, in order (bytes already framed)."""
-        if self.session is not None:
-            for action in self.session.drain_actions():
-                self._translate(action, now)
+        session = self.session
+        if session is not None:
+            actions = session.drain_actions()
+            if actions:
+                out = self._out
+                for action in actions:
+                    if type(action) is SendMessage:
+                        self._send(action.text)
+                    elif isinstance(action, CloseConnection):
+                        self._close(action, now)
+                    else:
+                        out.append(action)
         return self._out.drain()
 
     def _handle(self, ws: WsServer, events: list[WsEvent], now: float) -> None:
@@ -390,27 +421,29 @@ class ServerConnection:
         self._flush(ws)
 
     def _flush(self, ws: WsServer) -> None:
-        self._out.write(ws.data_to_send())
+        data = ws.data_to_send()
+        if data:
+            self._out.write(data)
         if ws.transport_should_close and self._ws is ws:
             self._ws = None
             self._deadline = None
             self._out.append(CloseTransport())
 
-    def _translate(self, action: ServerAction, now: float) -> None:
+    def _send(self, text: str) -> None:
+        frames = self._frames
+        frame = frames.pop(id(text), None) if frames else None
         ws = self._ws
-        if type(action) is SendMessage:
-            frame = self._frames.pop(id(action.text), None)
-            if ws is not None and ws.state is WsState.OPEN:
-                # A compressed connection cannot use the frame shared by all.
-                if frame is None or ws.compression is not None:
-                    ws.send_text(action.text)
-                    self._out.write(ws.data_to_send())
-                else:
-                    self._out.write(frame)
-        elif isinstance(action, CloseConnection):
-            if ws is not None and ws.state is WsState.OPEN:
-                ws.close(action.code, _close_reason(action.reason))
+        if ws is not None and ws.state is _WS_OPEN:
+            # A compressed connection cannot use the frame shared by all.
+            if frame is None or ws.compression is not None:
+                ws.send_text(text)
                 self._out.write(ws.data_to_send())
-                self._deadline = now + self._close_timeout
-        else:
-            self._out.append(action)
+            else:
+                self._out.write(frame)
+
+    def _close(self, action: CloseConnection, now: float) -> None:
+        ws = self._ws
+        if ws is not None and ws.state is _WS_OPEN:
+            ws.close(action.code, _close_reason(action.reason))
+            self._out.write(ws.data_to_send())
+            self._deadline = now + self._close_timeout

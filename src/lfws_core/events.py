@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TypeAlias
 
+from ._builders import slot_builder
 from ._names import name_fault
 from .errors import InvalidMessage
 
@@ -93,51 +94,22 @@ class SyncEvent:
         )
 
 
-# A frozen dataclass's __init__ sets every field through object.__setattr__;
-# the slots' own setters do the same in half the time, and events are built
-# by the thousand (a catch-up page, a store). Only for values already checked.
-_new_object = object.__new__
-(
-    _set_event_id,
-    _set_operation,
-    _set_data_id,
-    _set_created_at,
-    _set_data,
-    _set_sequence,
-    _set_extra,
-) = (
-    getattr(SyncEvent, name).__set__
-    for name in (
-        "event_id",
-        "operation",
-        "data_id",
-        "created_at",
-        "data",
-        "server_sequence",
-        "extra",
-    )
+# Events are built by the thousand (a catch-up page, a store): through the
+# slots' setters, from values already checked, in the constructor's order.
+_new_event: Callable[
+    [
+        str,
+        Operation,
+        str,
+        datetime,
+        Mapping[str, JsonValue] | None,
+        int | None,
+        Mapping[str, JsonValue],
+    ],
+    SyncEvent,
+] = slot_builder(
+    SyncEvent, "event_id", "operation", "data_id", "created_at", "data", "server_sequence", "extra"
 )
-
-
-def _new_event(
-    event_id: str,
-    operation: Operation,
-    data_id: str,
-    created_at: datetime,
-    data: Mapping[str, JsonValue] | None,
-    server_sequence: int | None,
-    extra: Mapping[str, JsonValue],
-) -> SyncEvent:
-    """Build a :class:`SyncEvent` as its constructor does (every field, in order)."""
-    event: SyncEvent = _new_object(SyncEvent)
-    _set_event_id(event, event_id)
-    _set_operation(event, operation)
-    _set_data_id(event, data_id)
-    _set_created_at(event, created_at)
-    _set_data(event, data)
-    _set_sequence(event, server_sequence)
-    _set_extra(event, extra)
-    return event
 
 
 def format_timestamp(value: datetime) -> str:
@@ -150,9 +122,14 @@ def format_timestamp(value: datetime) -> str:
         # astimezone() would read a naive value in the machine's local time zone.
         value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
     # isoformat() zero-pads years before 1000 (strftime does not on every
-    # platform) and ends in "+00:00" here, which Dart writes as "Z".
-    timespec = "microseconds" if value.microsecond % 1000 else "milliseconds"
-    return value.isoformat(timespec=timespec)[:-6] + "Z"
+    # platform): "YYYY-MM-DDTHH:MM:SS[.ffffff]+00:00", of which Dart writes
+    # the milliseconds always, the microseconds when not zero, and "Z". Cut
+    # to length, it costs half of isoformat(timespec=...).
+    text = value.isoformat()
+    microsecond = value.microsecond
+    if not microsecond:
+        return text[:19] + ".000Z"
+    return text[:23] + "Z" if microsecond % 1000 == 0 else text[:26] + "Z"
 
 
 def parse_timestamp(value: object) -> datetime:

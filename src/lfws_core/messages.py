@@ -8,10 +8,11 @@ is ``afterSequence``); see ``docs/protocol.md`` for every wire form.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Final, TypeAlias
 
+from ._builders import slot_builder
 from .events import JsonValue, SyncEvent
 
 __all__ = [
@@ -52,6 +53,10 @@ class PushEvent:
 
     repository: str
     event: SyncEvent
+
+
+# The decoder builds one for every push (values already checked).
+_push_event: Callable[[str, SyncEvent], PushEvent] = slot_builder(PushEvent, "repository", "event")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -126,6 +131,12 @@ class Ack:
 
     event_ids: tuple[str, ...]
     repositories: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+# The decoder builds one for every ack (values already checked).
+_ack: Callable[[tuple[str, ...], Mapping[str, tuple[str, ...]]], Ack] = slot_builder(
+    Ack, "event_ids", "repositories"
+)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -44,17 +44,24 @@ from .actions import (
     Authenticate,
     CloseConnection,
     EventsConfirmed,
-    EventsStored,
     FetchEvents,
     ListRepositories,
     OversizedEventSent,
     ProtocolErrorReported,
-    SendMessage,
     ServerAction,
     StoreEvents,
+    _events_stored,
+    _send_message,
+    _store_events,
 )
 from .close_codes import CloseCode
-from .codec import decode_message, encode_message, encode_to_fit, utf8_size_over
+from .codec import (
+    decode_message,
+    encode_message,
+    encode_push_ack,
+    encode_to_fit,
+    utf8_size_over,
+)
 from .errors import InvalidMessage, LocalProtocolError
 from .events import JsonValue, SyncEvent
 from .messages import (
@@ -207,6 +214,10 @@ TRANSITIONS: Mapping[tuple[ServerState, ServerInput], ServerState] = MappingProx
 """Every allowed (state, input) pair and the state it leads to."""
 
 _OPEN_STATES = frozenset({_S.AWAITING_AUTH, _S.AUTHENTICATING, _S.AUTHENTICATED})
+# For the per-message tests: reading a member off its Enum class costs a
+# Python-level lookup each time, a module global does not.
+_AUTHENTICATING = _S.AUTHENTICATING
+_AUTHENTICATED = _S.AUTHENTICATED
 
 
 def next_state(state: ServerState, event: ServerInput) -> ServerState:
@@ -224,19 +235,21 @@ def next_state(state: ServerState, event: ServerInput) -> ServerState:
 # --- pending requests and catch-ups -----------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+# Private bookkeeping, built on every push: plain slotted classes, which
+# build several times faster than frozen ones.
+@dataclass(slots=True)
 class _Request:
     """A request the adapter has not answered yet."""
 
     label: ClassVar[str] = "a"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _AuthRequest(_Request):
     label = "an Authenticate"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _StoreRequest(_Request):
     """One store for one or more consecutive pushes of a repository, answered push by push."""
 
@@ -250,21 +263,11 @@ class _StoreRequest(_Request):
 
 
 @dataclass(slots=True)
-class _OpenStore:
-    """The last action emitted: a StoreEvents that a consecutive push may still join."""
-
-    index: int  # in the session's actions
-    request_id: int
-    request: _StoreRequest
-    joined: bool = False
-
-
-@dataclass(frozen=True, slots=True)
 class _CatchUpRequest(_Request):
     label = "a FetchEvents or ListRepositories"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _FetchRequest(_CatchUpRequest):
     label = "a FetchEvents"
     repository: str
@@ -272,7 +275,7 @@ class _FetchRequest(_CatchUpRequest):
     limit: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _ListRequest(_CatchUpRequest):
     label = "a ListRepositories"
 
@@ -294,6 +297,8 @@ class _CatchUp:
 
 
 _Received: TypeAlias = Message | InvalidMessage
+
+_PUSH_EVENT_FAILURE = "Failed to push event"
 
 # Server-only messages a client must not send, by wire type (the Dart server
 # answers them as unknown types).
@@ -331,11 +336,17 @@ class ServerSession:
         self._config = config
         self._handshake_headers = tuple(handshake_headers)
         self._state = ServerState.AWAITING_AUTH
+        # Kept by _move and auth_accepted: read on every message and every
+        # broadcast, where a set lookup of the state would cost more.
+        self._open = True
+        self.authenticated = False
         self._opened = False
-        self._accepted = False
         self._principal: object = None
         self._actions: list[ServerAction] = []
-        self._open_store: _OpenStore | None = None
+        # The last StoreEvents emitted, its place in _actions, and the
+        # request a consecutive push of its repository may still join.
+        self._open_store: _StoreRequest | None = None
+        self._open_store_at = 0
         self._last_request_id = 0
         self._pending: dict[int, _Request] = {}
         # Lists, not deques: both are short, and an idle connection keeps
@@ -363,28 +374,29 @@ class ServerSession:
         """What ``auth_accepted`` last gave; ``None`` until then."""
         return self._principal
 
-    @property
-    def authenticated(self) -> bool:
-        """True when credentials were accepted and the connection is open.
+    authenticated: bool
+    """True when credentials were accepted and the connection is open (read-only).
 
-        A re-authentication in progress keeps it true: the earlier verdict
-        holds until the new one arrives.
-        """
-        return self._accepted and self._state in _OPEN_STATES
+    A re-authentication in progress keeps it true: the earlier verdict
+    holds until the new one arrives.
+    """
 
     def drain_actions(self) -> list[ServerAction]:
         """Return the actions emitted since the last call, in order."""
-        if self._open_store is not None:
-            self._close_store()
+        store = self._open_store
+        if store is not None:
+            self._close_store(store)
         actions, self._actions = self._actions, []
         return actions
 
     def next_deadline(self) -> float | None:
         """Return when :meth:`handle_timer` must be called next, or ``None``."""
-        deadlines = [
-            d for d in (self._auth_deadline, self._pong_deadline, self._next_ping) if d is not None
-        ]
-        return min(deadlines, default=None)
+        # min() of those set, without building a list after every input.
+        deadline = self._auth_deadline
+        for candidate in (self._pong_deadline, self._next_ping):
+            if candidate is not None and (deadline is None or candidate < deadline):
+                deadline = candidate
+        return deadline
 
     # --- the connection ---------------------------------------------------
 
@@ -450,7 +462,11 @@ class ServerSession:
             received = decode_message(text)
         except InvalidMessage as exc:
             received = exc
-        self._accept(received, now)
+        if type(received) is PushEvent and self._state is _AUTHENTICATED:
+            # The usual message, straight to where _dispatch would take it.
+            self._store(received.repository, (received.event,), _PUSH_EVENT_FAILURE)
+        else:
+            self._accept(received, now)
 
     def receive_message(self, message: Message, now: float) -> None:
         """Handle a decoded message from the client (as :meth:`receive_text`)."""
@@ -464,7 +480,7 @@ class ServerSession:
         if self._take(request_id, _AuthRequest) is None or not self._open:
             return
         self._move(ServerInput.AUTH_ACCEPTED)
-        self._accepted = True
+        self.authenticated = True
         self._principal = principal
         self._auth_deadline = None
         self._send(AuthSuccess())
@@ -494,36 +510,32 @@ class ServerSession:
         request = self._take(request_id, _StoreRequest)
         if request is None:
             return
-        pushes = request.pushes
         reported = [event.event_id for event in stored]
         reported += duplicates
-        requested = (
-            set(pushes[0][0])
-            if len(pushes) == 1
-            else {event_id for ids, _ in pushes for event_id in ids}
-        )
-        if len(reported) != len(requested) or requested.symmetric_difference(reported):
+        requested = request.events.keys()  # every id of every push, once
+        if len(reported) != len(requested) or requested ^ reported:
             raise LocalProtocolError(
                 "stored events and duplicates must be exactly the ids of the request"
             )
-        if any(event.server_sequence is None for event in stored):
-            raise LocalProtocolError("stored events must carry their serverSequence")
+        for event in stored:
+            if event.server_sequence is None:
+                raise LocalProtocolError("stored events must carry their serverSequence")
         # Each push gets its own ack, as if it had been stored alone, and the
         # first push of an event id broadcasts it.
         repository = request.repository
+        pushes = request.pushes
         if len(pushes) == 1:  # the usual case, in short
-            ids = pushes[0][0]
-            self._send(Ack(event_ids=ids, repositories={repository: ids}))
+            self._send_ack(repository, pushes[0][0])
             if stored:
-                self._actions.append(EventsStored(repository=repository, events=tuple(stored)))
+                self._actions.append(_events_stored(repository, tuple(stored)))
             return
         unclaimed = {event.event_id: event for event in stored}
         for ids, _ in pushes:
-            self._send(Ack(event_ids=ids, repositories={repository: ids}))
+            self._send_ack(repository, ids)
             if unclaimed:
                 mine = [unclaimed.pop(i) for i in dict.fromkeys(ids) if i in unclaimed]
                 if mine:
-                    self._actions.append(EventsStored(repository=repository, events=tuple(mine)))
+                    self._actions.append(_events_stored(repository, tuple(mine)))
 
     def store_failed(
         self,
@@ -628,22 +640,24 @@ class ServerSession:
         if text is None:
             self._send_events(repository, events)
         else:
-            self._actions.append(SendMessage(text=text))
+            self._actions.append(_send_message(text))
         return True
 
     # --- internals ----------------------------------------------------------
 
-    @property
-    def _open(self) -> bool:
-        return self._state in _OPEN_STATES
-
     def _move(self, event: ServerInput) -> None:
-        self._state = next_state(self._state, event)
+        self._state = state = next_state(self._state, event)
+        if state not in _OPEN_STATES:
+            self._open = self.authenticated = False
 
     def _send(self, message: ServerMessage) -> None:
         # Nothing may follow our close frame: late answers are dropped here.
         if self._open:
-            self._actions.append(SendMessage(text=encode_message(message)))
+            self._actions.append(_send_message(encode_message(message)))
+
+    def _send_ack(self, repository: str, ids: tuple[str, ...]) -> None:
+        if self._open:
+            self._actions.append(_send_message(encode_push_ack(repository, ids)))
 
     def _send_events(self, repository: str, events: Sequence[SyncEvent]) -> None:
         limit = self._config.max_message_size
@@ -657,7 +671,7 @@ class ServerSession:
                         limit=limit,
                     )
                 )
-            self._actions.append(SendMessage(text=message.text))
+            self._actions.append(_send_message(message.text))
 
     def _close(
         self, code: int, reason: str, event: ServerInput = ServerInput.CLOSE_STARTED
@@ -696,7 +710,7 @@ class ServerSession:
         return self._open
 
     def _accept(self, received: _Received, now: float) -> None:
-        if self._state is not ServerState.AUTHENTICATING:
+        if self._state is not _AUTHENTICATING:
             self._dispatch(received, now)
         elif len(self._held) < self._config.max_queued_before_auth:
             self._held.append(received)
@@ -710,7 +724,7 @@ class ServerSession:
         self._actions.append(ProtocolErrorReported(reason=reason))
 
     def _dispatch(self, received: _Received, now: float) -> None:
-        authenticated = self._state is ServerState.AUTHENTICATED
+        authenticated = self._state is _AUTHENTICATED
         match received:
             case InvalidMessage(reason=reason):
                 self._report(reason)
@@ -729,7 +743,7 @@ class ServerSession:
             ):
                 self._send(Error(message="Not authenticated"))
             case PushEvent(repository=repository, event=event):
-                self._store(repository, (event,), "Failed to push event")
+                self._store(repository, (event,), _PUSH_EVENT_FAILURE)
             case PushEventsBatch(repository=repository, events=events):
                 self._store(repository, events, "Failed to push events batch")
             case RequestEvents():
@@ -776,46 +790,41 @@ class ServerSession:
         if len(events) > limit:
             self._send(Error(message=f"Batch too large: {len(events)} events (limit {limit})"))
             return
-        ids = tuple(event.event_id for event in events)
         if not events:
-            self._send(Ack(event_ids=ids, repositories={repository: ids}))
+            self._send_ack(repository, ())
             return
+        ids = tuple([event.event_id for event in events])
+        actions = self._actions
         store = self._open_store
-        if (
-            store is not None
-            and store.index == len(self._actions) - 1
-            and store.request.repository == repository
-        ):
-            # The pushes of one read become one store (one transaction);
-            # each still gets its own ack.
-            store.request.pushes.append((ids, failure))
-            for event in events:
-                store.request.events.setdefault(event.event_id, event)
-            store.joined = True
-            return
-        self._close_store()
+        if store is not None:
+            if self._open_store_at == len(actions) - 1 and store.repository == repository:
+                # The pushes of one read become one store (one transaction);
+                # each still gets its own ack.
+                store.pushes.append((ids, failure))
+                for event in events:
+                    store.events.setdefault(event.event_id, event)
+                return
+            self._close_store(store)
         first: dict[str, SyncEvent] = {}
         for event in events:
             first.setdefault(event.event_id, event)
         request = _StoreRequest(repository, [(ids, failure)], first, self._principal)
-        store = _OpenStore(len(self._actions), self._register(request), request)
-        self._actions.append(self._store_action(store.request_id, request))
-        self._open_store = store
+        self._open_store = request
+        self._open_store_at = len(actions)
+        actions.append(self._store_action(self._register(request), request))
 
-    def _close_store(self) -> None:
-        """Put every event of the open store in its action: no push can join it any more."""
-        store = self._open_store
-        if store is not None:
-            self._open_store = None
-            if store.joined:
-                self._actions[store.index] = self._store_action(store.request_id, store.request)
+    def _close_store(self, store: _StoreRequest) -> None:
+        """Put every event of the open ``store`` in its action: no push can join it any more."""
+        self._open_store = None
+        if len(store.pushes) > 1:  # joined by later pushes
+            at = self._open_store_at
+            action = self._actions[at]
+            assert isinstance(action, StoreEvents)
+            self._actions[at] = self._store_action(action.request_id, store)
 
     def _store_action(self, request_id: int, request: _StoreRequest) -> StoreEvents:
-        return StoreEvents(
-            request_id=request_id,
-            repository=request.repository,
-            events=tuple(request.events.values()),
-            principal=request.principal,
+        return _store_events(
+            request_id, request.repository, tuple(request.events.values()), request.principal
         )
 
     def _queue_catchup(self, catchup: _CatchUp) -> None:

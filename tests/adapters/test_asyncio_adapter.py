@@ -8,7 +8,16 @@ from datetime import UTC, datetime
 
 import anyio
 import pytest
-from tests.e2e.helpers import RawClient, authenticated, eventually, peer_named
+from tests.e2e.helpers import (
+    REPOSITORY,
+    RawClient,
+    authenticated,
+    client_config,
+    eventually,
+    live,
+    peer_named,
+)
+from tests.e2e.hosts import RecordingHost
 
 from lfws_adapters import asyncio as adapter
 from lfws_adapters.event_log import InMemoryEventLog
@@ -176,3 +185,27 @@ async def test_drained_waits_for_a_slow_reader_and_ends_with_the_connection() ->
             waiter = asyncio.ensure_future(link.drained())
             reader.sock.close()  # gone without reading: drained() returns too
             await asyncio.wait_for(waiter, 5)
+
+
+async def test_pushes_in_a_row_leave_in_one_write_a_lone_push_at_once() -> None:
+    host = RecordingHost()
+    async with (
+        adapter.serve(event_log=InMemoryEventLog(), port=0) as server,
+        adapter.connect(client_config(server.url), host) as client,
+    ):
+        await live(client)
+        writes: list[bytes] = []
+        transport = client.driver._link._transport
+        real_write = transport.write
+        transport.write = lambda data: (writes.append(data), real_write(data))[1]
+
+        for n in range(3):
+            host.edit(client, REPOSITORY, f"doc{n}", n=n)
+        assert len(writes) == 1  # the first at once: it may be alone
+        await asyncio.sleep(0)
+        assert len(writes) == 2  # the two that followed it, together
+        await eventually(host.all_synced)
+
+        host.edit(client, REPOSITORY, "doc3", n=3)
+        assert len(writes) == 3  # after a read (the acks), a push leaves at once
+        await eventually(host.all_synced)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import socket
 import ssl
+import struct
 
 import pytest
 import trio
@@ -13,6 +17,7 @@ from tests.e2e.hosts import RecordingHost
 from trio.testing import MockClock
 
 from lfws_adapters import trio as lfws_trio
+from lfws_adapters._streams import WriteBatch
 from lfws_adapters.event_log import InMemoryEventLog, StoreClosed
 from lfws_adapters.trio import _StreamLink
 from lfws_core.actions import ConnectionState
@@ -128,7 +133,7 @@ class Sink:
 
 async def test_a_link_counts_unsent_bytes_and_flushes_before_closing() -> None:
     ours, theirs = trio.testing.lockstep_stream_pair()
-    link = _StreamLink(ours)
+    link = _StreamLink(ours, WriteBatch())
     sink = Sink()
     async with trio.open_nursery() as nursery:
         nursery.start_soon(link.run, lambda: sink)
@@ -152,7 +157,7 @@ async def test_a_link_counts_unsent_bytes_and_flushes_before_closing() -> None:
 @pytest.mark.parametrize("anyio_backend", [("trio", {"clock": MockClock(autojump_threshold=0)})])
 async def test_a_closing_link_gives_up_on_a_peer_that_never_reads() -> None:
     ours, _ = trio.testing.lockstep_stream_pair()
-    link = _StreamLink(ours)
+    link = _StreamLink(ours, WriteBatch())
     async with trio.open_nursery() as nursery:
         nursery.start_soon(link.run, Sink)
         link.write(b"x" * 1000)
@@ -163,7 +168,7 @@ async def test_a_closing_link_gives_up_on_a_peer_that_never_reads() -> None:
 
 async def test_drained_waits_until_the_writer_takes_what_is_queued() -> None:
     ours, theirs = trio.testing.lockstep_stream_pair()
-    link = _StreamLink(ours)
+    link = _StreamLink(ours, WriteBatch())
     drained: list[bytes] = []
 
     async def wait_drained() -> None:
@@ -184,3 +189,101 @@ async def test_drained_waits_until_the_writer_takes_what_is_queued() -> None:
         assert drained == [b""]
         link.close()
         assert await theirs.receive_some() == b"second"
+
+
+def socket_link(*, full: bool = False) -> tuple[_StreamLink, socket.socket]:
+    """A link over one end of a connected socket pair (its buffers ``full``), and the other end."""
+    ours, theirs = socket.socketpair()
+    if full:
+        ours.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                ours.send(b"-" * 65536)
+    stream = trio.SocketStream(trio.socket.from_stdlib_socket(ours))
+    return _StreamLink(stream, WriteBatch()), theirs
+
+
+async def test_a_write_the_socket_refuses_waits_for_the_writer_task() -> None:
+    link, theirs = socket_link(full=True)
+    with theirs:
+        link.write(b"first")  # refused: the buffers are full
+        assert link.buffered() == 5
+        link.write(b" then")  # behind what was refused, never before it
+        assert link.buffered() == 10
+        sink = Sink()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(link.run, lambda: sink)
+            theirs.sendall(b"ping")
+            received = bytearray()
+            while not received.endswith(b"first then"):
+                await trio.lowlevel.wait_readable(theirs)
+                received += theirs.recv(1 << 20)
+            assert received.strip(b"-") == b"first then"
+            await trio.testing.wait_all_tasks_blocked()  # the writer's send returned
+            assert link.buffered() == 0
+            link.write(b"!")  # the kernel takes it at once
+            assert link.buffered() == 0
+            assert theirs.recv(1) == b"!"
+            await eventually(lambda: sink.data == b"ping")
+            link.close()
+        assert theirs.recv(1) == b""  # closed once flushed
+    assert sink.lost == ["connection closed"]
+
+
+async def test_a_socket_reset_is_a_lost_connection() -> None:
+    link, theirs = socket_link()
+    sink = Sink()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(link.run, lambda: sink)
+        await trio.testing.wait_all_tasks_blocked()
+        link.write(b"never read")
+        theirs.close()  # with unread data: reset
+        link.write(b"too late")  # refused: the writer task finds out why
+        await link.finished.wait()
+    # The reader's read or the writer's send, whichever ran first.
+    assert len(sink.lost) == 1
+    assert sink.lost[0] in (
+        "connection lost: ConnectionResetError(104, 'Connection reset by peer')",
+        "connection lost: BrokenPipeError(32, 'Broken pipe')",
+    )
+
+
+def open_descriptors() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc (Linux)")
+async def test_connections_that_end_every_way_leave_no_descriptor_behind() -> None:
+    before = open_descriptors()
+    live, server_gone = trio.Event(), trio.Event()
+
+    async def outlive_the_server(url: str) -> None:
+        async with lfws_trio.connect(config(url)) as client:
+            await client.wait_for_state(ConnectionState.LIVE, 2.0)
+            live.set()
+            await server_gone.wait()
+            await client.wait_for_state(ConnectionState.WAITING_TO_RECONNECT, 2.0)
+
+    async with trio.open_nursery() as nursery:
+        async with lfws_trio.serve(event_log=InMemoryEventLog(), port=0) as server:
+            for _ in range(5):  # clients that sync, then leave
+                host = RecordingHost()
+                async with lfws_trio.connect(config(server.url), host) as client:
+                    await client.wait_for_state(ConnectionState.LIVE, 2.0)
+                    host.edit(client, "notes", "n1", title="hello")
+                    await eventually(host.all_synced)
+            for attempt in range(6):  # peers that reset, mid-handshake or not
+                peer = trio.socket.socket()
+                await peer.connect(("127.0.0.1", server.port))
+                if attempt % 2:
+                    await peer.send(b"GET /sync HTTP/1.1\r\n")
+                peer.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                peer.close()
+            with trio.move_on_after(0.01):  # a client cancelled while connecting or connected
+                async with lfws_trio.connect(config(server.url)):
+                    await trio.sleep_forever()
+            await eventually(lambda: not server.hub.peers)
+            nursery.start_soon(outlive_the_server, server.url)
+            await live.wait()
+        server_gone.set()
+    assert open_descriptors() == before

@@ -710,3 +710,75 @@ def test_a_backend_without_a_bare_parser_decodes_by_the_checked_path() -> None:
     assert decode_message(plain_push(), backend=backend) == decode_message(plain_push())
     with pytest.raises(InvalidMessage, match="64-bit"):
         decode_message(plain_push('{"n":9223372036854775808}'), backend=backend)
+
+
+# --- the acks of the hot paths ------------------------------------------------------
+
+# The characters JSON writers escape, or might: quotes, backslashes, controls, DEL, non-ASCII.
+awkward_text = st.text(st.sampled_from('a-0"\\\x00\x1f\x7f é\u2028\ud800😀'), max_size=6)
+ack_strings = st.one_of(
+    st.sampled_from(["todos", "0190a000-0000-7000-8000-00000000002a"]), awkward_text
+)
+
+
+def backend_outcome(backend: JsonBackend, message: Message) -> tuple[str, object]:
+    """What encoding ``message`` on ``backend`` gives, or the kind of error it raises."""
+    try:
+        return ("text", encode_message(message, backend=backend))
+    except LocalProtocolError:
+        return ("refused", None)
+
+
+@settings(max_examples=500, deadline=None)
+@given(repository=ack_strings, event_ids=st.lists(ack_strings, max_size=3).map(tuple))
+@example(repository="todos", event_ids=())
+@example(repository="todos", event_ids=("e1", "e2"))
+@example(repository='a"b', event_ids=("e1",))
+@example(repository="todos", event_ids=("e\\1",))
+def test_the_ack_of_a_push_is_the_text_of_its_message(
+    repository: str, event_ids: tuple[str, ...]
+) -> None:
+    message = Ack(event_ids=event_ids, repositories={repository: event_ids})
+    expected = backend_outcome(DEFAULT_BACKEND, message)
+    try:
+        assert ("text", codec.encode_push_ack(repository, event_ids)) == expected
+    except LocalProtocolError:
+        assert expected == ("refused", None)
+    if expected[0] == "text" and ORJSON is not None:
+        assert backend_outcome(STDLIB_JSON, message) == expected  # whatever the backend
+
+
+ack_ids = st.lists(st.sampled_from(["e1", "e2", ""]) | st.integers(0, 2), max_size=3)
+
+
+@st.composite
+def ack_like(draw: st.DrawFn) -> str:
+    """Acks of one repository, valid or nearly: the shape the one-pass decoder looks for."""
+    ids = draw(ack_ids | st.none() | st.just("e1"))
+    named = ids if draw(st.booleans()) else draw(ack_ids | st.none())
+    fields: dict[str, object] = {
+        "eventIds": ids,
+        "repositories": {draw(st.sampled_from(["todos", ""])): named},
+    }
+    if draw(st.booleans()):
+        fields["x"] = 1
+    if draw(st.booleans()):
+        del fields["eventIds"]
+    return wire("ack", **fields)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@settings(max_examples=300, deadline=None)
+@given(data=ack_like())
+def test_one_pass_ack_decoding_agrees_with_the_checked_path(
+    backend: JsonBackend, data: str
+) -> None:
+    assert outcome(backend, data) == checked_outcome(backend, data)
+
+
+def test_the_message_builders_build_what_the_constructors_do() -> None:
+    from lfws_core.messages import _ack, _push_event
+
+    assert _push_event("todos", EVENT) == PushEvent(repository="todos", event=EVENT)
+    ids = ("e1",)
+    assert _ack(ids, {"todos": ids}) == Ack(event_ids=ids, repositories={"todos": ids})

@@ -59,6 +59,22 @@ def test_format_timestamp_writes_dart_iso_8601(instant: datetime, text: str) -> 
     assert format_timestamp(instant) == text
 
 
+@given(
+    # Away from the ends of datetime's range, which a time zone can push UTC past.
+    instant=st.datetimes(
+        min_value=datetime(2, 1, 1),
+        max_value=datetime(9998, 12, 31),
+        timezones=st.none() | st.just(UTC) | st.timezones(),
+    )
+)
+def test_format_timestamp_is_isoformat_to_the_millisecond_or_microsecond(
+    instant: datetime,
+) -> None:
+    utc = instant.replace(tzinfo=UTC) if instant.tzinfo is None else instant.astimezone(UTC)
+    timespec = "microseconds" if utc.microsecond % 1000 else "milliseconds"
+    assert format_timestamp(instant) == utc.isoformat(timespec=timespec)[:-6] + "Z"
+
+
 @given(instant=st.datetimes(timezones=st.just(UTC)))
 def test_parse_timestamp_inverts_format_timestamp(instant: datetime) -> None:
     assert parse_timestamp(format_timestamp(instant)) == instant

@@ -32,7 +32,7 @@ from lfws_core.actions import (
     StoreEvents,
 )
 from lfws_core.codec import decode_message, encode_message
-from lfws_core.errors import LocalProtocolError
+from lfws_core.errors import InvalidMessage, LocalProtocolError
 from lfws_core.events import Operation, SyncEvent
 from lfws_core.messages import (
     Ack,
@@ -1707,9 +1707,69 @@ class ServerSessionMachine(RuleBasedStateMachine):
         if self.session.authenticated:
             assert self.ever_accepted
             assert self.session.state in (ServerState.AUTHENTICATING, ServerState.AUTHENTICATED)
+        # And the converse: every accepted credential gives "alice".
+        open_states = (ServerState.AWAITING_AUTH, *OPEN_AFTER_AUTH)
+        accepted = self.session.principal == "alice" and self.session.state in open_states
+        assert self.session.authenticated is accepted
 
 
 ServerSessionMachine.TestCase.settings = settings(
     max_examples=200, stateful_step_count=50, deadline=None
 )
 TestServerSessionMachine = ServerSessionMachine.TestCase
+
+OPEN_AFTER_AUTH = (ServerState.AUTHENTICATING, ServerState.AUTHENTICATED)
+
+
+# --- the short path of receive_text -----------------------------------------------
+
+twin_steps = st.lists(
+    st.one_of(
+        pool_messages.map(encode_message),
+        shared.client_messages.map(encode_message),
+        st.sampled_from(["{}", "[]", '{"type":"ack","eventIds":[]}']),
+        st.sampled_from(["answer", "fail"]),  # the adapter answers what is pending
+    ),
+    max_size=30,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(steps=twin_steps)
+def test_receive_text_does_what_receive_message_does(steps: list[str]) -> None:
+    """receive_text takes a push_event straight to its store; the result is _dispatch's."""
+    short, long = authed_manual(MACHINE_CONFIG), authed_manual(MACHINE_CONFIG)
+    for step in steps:
+        if step == "answer":
+            short.answer_all()
+            long.answer_all()
+        elif step == "fail":  # every store fails, the rest is answered
+            for adapter in (short, long):
+                requests, adapter.requests = adapter.requests, []
+                for request in requests:
+                    if isinstance(request, StoreEvents):
+                        adapter.session.store_failed(request.request_id, "no", 0.0)
+                    else:
+                        adapter.answer(request)
+        else:
+            short.session.receive_text(step, 0.0)
+            try:
+                message = decode_message(step)
+            except InvalidMessage:
+                long.session.receive_text(step, 0.0)  # the same path for what is invalid
+            else:
+                long.session.receive_message(message, 0.0)
+        assert short.pump() == long.pump()
+        assert short.requests == long.requests
+        assert short.session.state is long.session.state
+
+
+@settings(max_examples=300, deadline=None)
+@given(deadlines=st.lists(st.none() | st.integers(0, 3) | st.floats(0, 3), min_size=3, max_size=3))
+def test_next_deadline_is_the_earliest_timer(deadlines: list[float | None]) -> None:
+    session = ServerSession()
+    session._auth_deadline, session._pong_deadline, session._next_ping = deadlines
+    expected = min((d for d in deadlines if d is not None), default=None)
+    deadline = session.next_deadline()
+    # The same value and the same object: min() keeps the first of equals.
+    assert deadline is expected or (deadline == expected and type(deadline) is type(expected))

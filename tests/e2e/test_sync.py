@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 
 import anyio
@@ -171,3 +172,33 @@ async def test_a_push_that_arrives_with_the_close_frame_is_still_stored(
             await anyio.to_thread.run_sync(raw.read_to_end)
         await eventually(lambda: not server.hub.peers)
     assert [e.event_id for e in await logs.stored()] == [event.event_id]
+
+
+class FailingToMarkOnce(RecordingHost):
+    """Its first ``mark_synced`` raises; the later ones record."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failures = 0
+
+    async def mark_synced(self, repositories: Mapping[str, tuple[str, ...]]) -> None:
+        if not self.failures:
+            self.failures += 1
+            raise OSError("disk full")
+        await super().mark_synced(repositories)
+
+
+async def test_a_host_method_that_fails_is_logged_and_the_later_ones_still_run(
+    runtime: Runtime, caplog: pytest.LogCaptureFixture
+) -> None:
+    host = FailingToMarkOnce()
+    async with (
+        runtime.module.serve(event_log=InMemoryEventLog(), port=0) as server,
+        runtime.module.connect(client_config(server.url), host) as client,
+    ):
+        await live(client)
+        host.edit(client, REPOSITORY, "milk", title="buy milk")
+        await eventually(lambda: host.failures == 1)
+        second = host.edit(client, REPOSITORY, "eggs", title="buy eggs")
+        await eventually(lambda: second.event_id in host.synced)
+    assert "the local store failed" in caplog.text

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import abc
 import codecs
+from collections.abc import Callable
 from typing import ClassVar
 
+from .._builders import slot_builder
 from ..close_codes import CloseCode
 from ..errors import LocalProtocolError
 from ._deflate import Deflater, Inflater, message_codecs
@@ -45,8 +47,18 @@ _Utf8Decoder = codecs.getincrementaldecoder("utf-8")
 DEFAULT_MAX_MESSAGE_SIZE = 1 << 20
 
 
+# A final, uncompressed text frame: the first byte of nearly every message.
+_WHOLE_TEXT = 0x80 | OP_TEXT
+
+_text_message: Callable[[str], TextMessage] = slot_builder(TextMessage, "text")
+
+
 def _protocol_error(reason: str) -> FrameError:
     return FrameError(CloseCode.PROTOCOL_ERROR, reason)
+
+
+def _invalid_utf8() -> FrameError:
+    return FrameError(CloseCode.INVALID_PAYLOAD, "text message is not valid UTF-8")
 
 
 class WsConnection(abc.ABC):
@@ -121,8 +133,11 @@ class WsConnection(abc.ABC):
 
     def data_to_send(self) -> bytes:
         """Return (and forget) the bytes queued for the peer, in order."""
-        data = b"".join(self._out)
-        self._out.clear()
+        out = self._out
+        if not out:
+            return b""
+        data = b"".join(out)
+        out.clear()
         return data
 
     def receive_data(self, data: bytes) -> list[WsEvent]:
@@ -149,7 +164,10 @@ class WsConnection(abc.ABC):
             payload = text.encode()
         except UnicodeEncodeError:
             raise LocalProtocolError("text is not encodable as UTF-8") from None
-        self._queue_message(OP_TEXT, payload)
+        if self._deflater is None:  # _queue_message's first branch, a call less per message
+            self._out.append(self._frame(OP_TEXT, payload))
+        else:
+            self._queue_message(OP_TEXT, payload)
 
     def send_binary(self, data: bytes) -> None:
         """Queue ``data`` as one binary message; only while the connection is open.
@@ -229,13 +247,52 @@ class WsConnection(abc.ABC):
         end = len(data)
         pos = 0
         needed = 2
+        mask_bit = self._incoming_mask_bit
         try:
             while end - pos >= 2:
                 first = data[pos]
                 second = data[pos + 1]
+                length = second & 0x7F
+                if (
+                    first == _WHOLE_TEXT
+                    and second & 0x80 == mask_bit
+                    and length <= 126
+                    and not self._continuing
+                ):
+                    # The usual frame: a whole, uncompressed text message
+                    # under 64 KiB, masked as it must be, with no message in
+                    # progress (so none of its size to add). Of the general
+                    # path's checks only the size limit and UTF-8 remain;
+                    # tests/core/ws/test_ws_fast_path.py holds them equal.
+                    header_end = pos + 2
+                    if length == 126:
+                        if end - pos < 4:
+                            needed = 4
+                            break
+                        length = data[pos + 2] << 8 | data[pos + 3]
+                        header_end = pos + 4
+                    if length > self._max_message_size:
+                        raise FrameError(
+                            CloseCode.MESSAGE_TOO_BIG,
+                            f"message larger than {self._max_message_size} bytes",
+                        )
+                    if mask_bit:
+                        header_end += 4
+                    frame_end = header_end + length
+                    if frame_end > end:
+                        needed = frame_end - pos
+                        break
+                    payload = data[header_end:frame_end]
+                    if mask_bit:
+                        payload = apply_mask(payload, data[header_end - 4 : header_end])
+                    pos = frame_end
+                    try:
+                        events.append(_text_message(payload.decode()))
+                    except UnicodeDecodeError:
+                        raise _invalid_utf8() from None
+                    continue
                 opcode = first & 0x0F
                 fin = first & 0x80
-                length = second & 0x7F
                 self._check_header(first, second)
                 header_size = 2 if second & 0x80 == 0 else 6
                 if length >= 126:
@@ -334,15 +391,15 @@ class WsConnection(abc.ABC):
         try:
             if opcode == OP_TEXT:
                 if fin:
-                    events.append(TextMessage(text=payload.decode()))
+                    events.append(_text_message(payload.decode()))
                     return
                 self._decoder.reset()
                 self._continuing = OP_TEXT
             self._fragments.append(self._decoder.decode(payload, bool(fin)))
         except UnicodeDecodeError:
-            raise FrameError(CloseCode.INVALID_PAYLOAD, "text message is not valid UTF-8") from None
+            raise _invalid_utf8() from None
         if fin:
-            events.append(TextMessage(text="".join(self._fragments)))
+            events.append(_text_message("".join(self._fragments)))
             self._fragments = []
             self._message_ended()
 

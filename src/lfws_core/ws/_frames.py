@@ -41,6 +41,7 @@ class FrameError(Exception):
 # big-integer XOR, whose int <-> bytes conversions dominate on long payloads.
 _TRANSLATE_THRESHOLD = 16 * 1024
 _XOR_TABLES = [bytes(value ^ key for value in range(256)) for key in range(256)]
+_from_bytes = int.from_bytes  # looked up once: masking runs on every frame
 
 
 def apply_mask(data: bytes, key: bytes) -> bytes:
@@ -48,10 +49,9 @@ def apply_mask(data: bytes, key: bytes) -> bytes:
     # C loops; a per-byte Python loop would be orders of magnitude slower.
     size = len(data)
     if size < _TRANSLATE_THRESHOLD:
+        # Big-endian (the default) spares passing the byte order each time.
         stream = (key * (size // 4 + 1))[:size]
-        return (int.from_bytes(data, "little") ^ int.from_bytes(stream, "little")).to_bytes(
-            size, "little"
-        )
+        return (_from_bytes(data) ^ _from_bytes(stream)).to_bytes(size)
     out = bytearray(data)
     for lane in range(4):
         out[lane::4] = data[lane::4].translate(_XOR_TABLES[key[lane]])
