@@ -20,11 +20,14 @@ def slot_builder(cls: type[_T], *fields: str) -> Callable[..., _T]:
     """Return ``build(*values)``: a ``cls`` with ``fields`` set to ``values``, in order.
 
     ``fields`` must name every field of ``cls``, so that no object is ever
-    left half set. The function is generated, as ``dataclasses`` generates
+    left half set, and ``cls`` may have no ``__post_init__`` (it would be
+    skipped). The function is generated, as ``dataclasses`` generates
     ``__init__``, so that it costs one call and one setter call per field.
     """
     if sorted(fields) != sorted(field.name for field in dataclasses.fields(cls)):  # type: ignore[arg-type]
         raise TypeError(f"slot_builder({cls.__name__}) must name every field once")
+    if hasattr(cls, "__post_init__"):
+        raise TypeError(f"{cls.__name__} has a __post_init__, which a slot builder would skip")
     namespace: dict[str, Any] = {"new": object.__new__, "cls": cls}
     arguments = ", ".join(f"v{index}" for index in range(len(fields)))
     lines = [f"def build({arguments}):", "    obj = new(cls)"]

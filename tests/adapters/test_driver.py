@@ -66,3 +66,30 @@ async def test_a_transport_that_ends_before_it_is_returned_is_a_failed_attempt(
     finally:
         driver.close()
         await loop.aclose()
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_store_work_goes_on_after_the_worker_task_is_cancelled(anyio_backend: str) -> None:
+    config = ClientConfig(url="ws://127.0.0.1:9/sync", repositories=("todos",))
+    loop = AsyncioLoop()
+    driver = ClientDriver(config, ClientHost(), loop, ResetAtOnce())  # type: ignore[arg-type]
+    done: list[str] = []
+
+    async def leaks_a_cancellation() -> None:
+        raise asyncio.CancelledError  # as a store might let one out
+
+    async def record() -> None:
+        done.append("after")
+
+    try:
+        driver._queue_store_work(leaks_a_cancellation)
+        for _ in range(3):
+            await asyncio.sleep(0)
+        driver._queue_store_work(record)
+        for _ in range(100):
+            if driver.idle():
+                break
+            await asyncio.sleep(0)
+        assert done == ["after"]
+    finally:
+        await loop.aclose()

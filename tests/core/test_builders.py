@@ -39,3 +39,16 @@ def test_every_field_must_be_named_exactly_once(fields: tuple[str, ...]) -> None
     # A field left out would stay unset: reading it would raise AttributeError.
     with pytest.raises(TypeError, match="must name every field once"):
         slot_builder(Pair, *fields)
+
+
+def test_a_class_with_post_init_is_refused() -> None:
+    @dataclasses.dataclass(frozen=True, slots=True)
+    class Checked:
+        value: int
+
+        def __post_init__(self) -> None:
+            if self.value < 0:
+                raise ValueError(self.value)
+
+    with pytest.raises(TypeError, match="__post_init__"):
+        slot_builder(Checked, "value")
