@@ -64,13 +64,36 @@ def render_targets(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def render_change(before: dict[str, Any], after: dict[str, Any]) -> str:
+    """Every ratio of ``after`` beside the same ratio of ``before`` (runs of two commits)."""
+    lines = ["| ratio | target | before | after |", "|---|---|--:|--:|"]
+    for name, scenario in after["scenarios"].items():
+        earlier = before["scenarios"].get(name, {}).get("ratios", [])
+        old = {ratio["name"]: ratio for ratio in earlier}
+        for ratio in scenario["ratios"]:
+            previous = old.get(ratio["name"])
+            was = f"{previous['value']:.2f}x" if previous else "-"
+            lines.append(
+                f"| {ratio['meaning']} ({name}) | {ratio['target'] or '-'} "
+                f"| {was} | {ratio['value']:.2f}x |"
+            )
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.markdown", description=__doc__)
     parser.add_argument("results", type=Path, help="the JSON written by python -m bench --json")
-    results = json.loads(parser.parse_args().results.read_text())
+    parser.add_argument(
+        "--before", type=Path, help="an earlier run's JSON: print the ratios side by side"
+    )
+    arguments = parser.parse_args()
+    results = json.loads(arguments.results.read_text())
     print(render(results))
     print("## Targets\n")
     print(render_targets(results))
+    if arguments.before is not None:
+        print("\n## Before and after\n")
+        print(render_change(json.loads(arguments.before.read_text()), results))
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from bench.cli import SCENARIOS
-from bench.markdown import render, render_targets
+from bench.markdown import render, render_change, render_targets
 from bench.settings import QUICK
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -59,3 +59,9 @@ def test_quick_run_reports_every_scenario(tmp_path: Path) -> None:
         for ratio in scenario["ratios"]:
             row = f"| {ratio['meaning']} ({name}) |"
             assert (row in targets) == (ratio["target"] is not None), row
+    # Against itself, every ratio's "before" is its "after".
+    change = render_change(results, results).splitlines()[2:]
+    assert len(change) == sum(len(s["ratios"]) for s in results["scenarios"].values())
+    for row in change:
+        before, after = row.split("|")[3:5]
+        assert before == after != " - "
